@@ -1,0 +1,89 @@
+"""The only attention backend switch in the package.
+
+``dot_product_attention(q, k, v, mask, impl=...)`` with ``q [b, l, n, e]``, ``k, v [b, s, k, e]`` (GQA:
+query head ``h`` uses KV head ``h // (n // k)``, the reference's ``repeat_kv`` order) and ``mask`` a
+:class:`~showo_jax.masks.MaskSpec`, a boolean ``[b, l, s]`` array (``True`` = attend) or ``None`` (full).
+
+Backends:
+  * ``xla``: dense reference, used on CPU and in every parity test. Scores and softmax in float32 whatever
+    the activation dtype (the reference's eager path upcasts the softmax; SDPA accumulates in f32).
+  * ``cudnn``: ``jax.nn.dot_product_attention(implementation='cudnn')`` (GPU; the boolean mask is turned
+    into a bias by JAX, so it reads an O(l·s) tensor).
+  * ``tokamax``: block-skipping Pallas flash kernels taking the per-query key ranges directly
+    (``kernels/tokamax_flash.py``; Triton / Mosaic-GPU on GPU, interpret mode on CPU for tests).
+  * ``splash``: TPU Splash attention with the omni mask (``kernels/splash.py``).
+  * ``auto``: ``splash`` on TPU, ``cudnn`` on GPU, ``xla`` on CPU.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
+
+from showo_jax import masks as masks_lib
+
+IMPLS = ("xla", "cudnn", "tokamax", "splash", "auto")
+
+_NEG = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
+def resolve(impl: str) -> str:
+  if impl not in IMPLS:
+    raise ValueError(f"unknown attention implementation {impl!r}; choose from {IMPLS}")
+  if impl != "auto":
+    return impl
+  platform = jax.default_backend()
+  return {"tpu": "splash", "gpu": "cudnn", "cuda": "cudnn"}.get(platform, "xla")
+
+
+def dot_product_attention(
+    q: Float[Array, "b l n e"],
+    k: Float[Array, "b s k e"],
+    v: Float[Array, "b s k e"],
+    mask: masks_lib.MaskSpec | Bool[Array, "b l s"] | None,
+    *,
+    scale: float | None = None,
+    impl: str = "xla",
+) -> Float[Array, "b l n e"]:
+  """Multi-head (GQA) attention under ``mask``; see the module docstring for the backends."""
+  impl = resolve(impl)
+  scale = q.shape[-1] ** -0.5 if scale is None else scale
+  if impl == "xla":
+    return _xla(q, k, v, _as_dense(mask, k.shape[1]), scale)
+  if impl == "cudnn":
+    m = _as_dense(mask, k.shape[1])
+    return jax.nn.dot_product_attention(q, k, v, mask=None if m is None else m[:, None], scale=scale,
+                                        implementation="cudnn")
+  if impl == "tokamax":
+    from showo_jax.kernels import tokamax_flash
+    return tokamax_flash.attention(q, k, v, _as_spec(mask, q, k), scale=scale)
+  from showo_jax.kernels import splash
+  return splash.attention(q, k, v, _as_spec(mask, q, k), scale=scale)
+
+
+def _as_dense(mask, kv_length):
+  if mask is None or not isinstance(mask, masks_lib.MaskSpec):
+    return mask
+  return masks_lib.dense(mask, kv_length)
+
+
+def _as_spec(mask, q, k):
+  if isinstance(mask, masks_lib.MaskSpec):
+    return mask
+  if mask is None:
+    return masks_lib.full(q.shape[0], q.shape[1])
+  raise TypeError("block-skipping kernels take a MaskSpec (key ranges), not a dense boolean mask")
+
+
+def _xla(q, k, v, mask, scale):
+  b, l, n, e = q.shape
+  kh = k.shape[2]
+  if n % kh:
+    raise ValueError(f"{n} query heads are not a multiple of {kh} KV heads")
+  qg = q.reshape(b, l, kh, n // kh, e)  # [b, l, k, g, e]
+  logits = jnp.einsum("blkge,bske->bkgls", qg, k, preferred_element_type=jnp.float32) * scale
+  if mask is not None:
+    logits = jnp.where(mask[:, None, None, :, :], logits, _NEG)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkgls,bske->blkge", probs, v)  # [b, l, k, g, e]
+  return out.reshape(b, l, n, e)

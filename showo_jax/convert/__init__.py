@@ -1,0 +1,1 @@
+"""Converters between official PyTorch checkpoints and showo_jax NNX states (torch-free)."""

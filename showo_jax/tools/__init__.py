@@ -1,0 +1,1 @@
+"""Command-line tools: parity, bench, cache_latents."""

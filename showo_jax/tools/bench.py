@@ -1,0 +1,110 @@
+"""Benchmarks: ``python -m showo_jax.tools.bench WORKLOAD [--repeats N] [--json FILE]``.
+
+Each workload module (``tools/workloads``) returns a :class:`Workload`: a callable that runs one unit of
+work and blocks until it is done, plus its exact shapes. We time the first call (compile + run) apart from
+the steady state, then report min/median/max seconds over the repeats, peak resident memory, and the
+reference timing from ``shared/bench/official_cpu.json`` with the ratio ours/official when present.
+Speed targets are judged from this output, never from timed tests.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+WORKLOADS = {
+    "qwen2_forward": "showo_jax.tools.workloads.qwen2_forward",
+    "showo2_forward": "showo_jax.tools.workloads.showo2_forward",
+    "showo2_train_step": "showo_jax.tools.workloads.showo2_train_step",
+    "showo2_t2i_sample": "showo_jax.tools.workloads.showo2_t2i_sample",
+    "wan_vae_image": "showo_jax.tools.workloads.wan_vae",
+    "wan_vae_video": "showo_jax.tools.workloads.wan_vae",
+    "showo1_train_step": "showo_jax.tools.workloads.showo1_train_step",
+    "showo1_maskgit_sample": "showo_jax.tools.workloads.showo1_maskgit_sample",
+}
+
+
+@dataclasses.dataclass
+class Workload:
+  run: Callable[[], Any]                 # one unit of work; must block (jax.block_until_ready)
+  shapes: dict                           # exact shapes/settings, echoed in the JSON
+  extra: Callable[[float], dict] | None = None   # steady median seconds -> derived metrics (tokens/s, MFU)
+  sub: dict[str, "Workload"] | None = None       # variants timed too (e.g. prefix reuse on/off)
+
+
+def official_reference(name: str) -> dict | None:
+  here = os.path.dirname(os.path.abspath(__file__))
+  for cand in (os.environ.get("SHOWO_SHARED", ""), os.path.join(here, "..", "..", "..", "shared")):
+    path = os.path.join(cand, "bench", "official_cpu.json")
+    if cand and os.path.exists(path):
+      data = json.load(open(path))
+      return data.get("workloads", {}).get(name)
+  return None
+
+
+def _peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_workload(w: Workload, repeats: int) -> dict:
+  t0 = time.perf_counter()
+  w.run()
+  first = time.perf_counter() - t0
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    w.run()
+    times.append(time.perf_counter() - t0)
+  out = {"first_call_s": first, "min_s": min(times), "median_s": statistics.median(times),
+         "max_s": max(times), "repeats": repeats, "shapes": w.shapes}
+  if w.extra:
+    out.update(w.extra(out["median_s"]))
+  return out
+
+
+def run(name: str, repeats: int = 5) -> dict:
+  if name not in WORKLOADS:
+    raise SystemExit(f"unknown workload {name!r}; known: {sorted(WORKLOADS)}")
+  import jax
+  mod = importlib.import_module(WORKLOADS[name])
+  w = mod.build(name) if "name" in mod.build.__code__.co_varnames else mod.build()
+  result = {"workload": name, "backend": jax.default_backend(), "devices": jax.device_count(),
+            "jax": jax.__version__, "python": platform.python_version(), **time_workload(w, repeats)}
+  for sub_name, sub_w in (w.sub or {}).items():
+    result[sub_name] = time_workload(sub_w, repeats)
+  result["peak_rss_mb"] = _peak_rss_mb()
+  ref = official_reference(name)
+  if ref is not None:
+    ref_t = ref.get("timing", ref)
+    med = ref_t.get("median_s") or ref_t.get("median")
+    result["official"] = ref_t
+    if med:
+      result["ratio_vs_official"] = result["median_s"] / float(med)
+  return result
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(description="showo_jax benchmarks")
+  ap.add_argument("workload", choices=sorted(WORKLOADS))
+  ap.add_argument("--repeats", type=int, default=5)
+  ap.add_argument("--json", default=None)
+  args = ap.parse_args(argv)
+  res = run(args.workload, args.repeats)
+  text = json.dumps(res, indent=1, default=float)
+  print(text)
+  if args.json:
+    with open(args.json, "w") as f:
+      f.write(text)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
