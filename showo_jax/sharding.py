@@ -110,7 +110,7 @@ def logical_to_spec(names: Sequence[str | None] | None, rules: Mapping[str, Any]
   used: set[str] = set()
   out = []
   for i, name in enumerate(names):
-    axes = None if name is None else rules.get(name, _missing(name))
+    axes = None if name is None else (rules[name] if name in rules else _missing(name))
     if axes is None:
       out.append(None)
       continue

@@ -229,3 +229,14 @@ def export_flat(model: nnx.Module) -> dict[str, np.ndarray]:
 def save_safetensors(sd: Mapping[str, np.ndarray], path: str) -> None:
   from safetensors.numpy import save_file
   save_file({k: np.ascontiguousarray(v) for k, v in sd.items()}, path)
+
+
+def read_manifest(path: str) -> dict[str, tuple]:
+  """A ``shared/parity/manifests/*.tsv`` file → ``{official key: shape}`` (``#`` lines are provenance)."""
+  out = {}
+  for line in open(path):
+    if line.startswith("#") or line.startswith("key\t") or not line.strip():
+      continue
+    key, shape = line.rstrip("\n").split("\t")[:2]
+    out[key] = tuple(int(s) for s in shape.split("x")) if shape not in ("", "scalar", "()") else ()
+  return out

@@ -116,6 +116,7 @@ class KVCache:
     return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class Qwen2Output:
   logits: Any

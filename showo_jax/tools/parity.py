@@ -59,7 +59,7 @@ def compare(name: str, ours, ref, atol: float = LOOSE, rtol: float = 0.0, exact:
     return Comparison(name, float(bad), 0.0, bad == 0, True, f"{bad} mismatching entries" if bad else "")
   diff = np.abs(ours.astype(np.float64) - ref.astype(np.float64))
   err = float(diff.max()) if diff.size else 0.0
-  ok = bool(np.all(diff <= atol + rtol * np.abs(ref.astype(np.float64)))) and np.all(np.isfinite(ours))
+  ok = bool(np.all(diff <= atol + rtol * np.abs(ref.astype(np.float64))) and np.all(np.isfinite(ours)))
   return Comparison(name, err, atol, ok)
 
 
