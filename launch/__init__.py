@@ -1,0 +1,1 @@
+"""Entry points: ``python -m launch.{train,sample,convert,eval,aot_compile,ablate}``."""
