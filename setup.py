@@ -21,6 +21,7 @@ setup(
         "tensorboardX>=2.6",
         "jaxtyping>=0.2.28",
         "numpy",
+        "scipy",
         "pillow",
         "tqdm",
         "absl-py",

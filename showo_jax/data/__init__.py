@@ -1,0 +1,1 @@
+"""Host-side data: procedural toy datasets and Show-o2 sequence formats (numpy only)."""

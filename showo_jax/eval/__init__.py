@@ -1,0 +1,1 @@
+"""Evaluation: deterministic procedural checker (GenEval-style scores, motion, VQA match)."""
