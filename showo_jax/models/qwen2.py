@@ -182,8 +182,12 @@ class Qwen2DecoderLayer(nnx.Module):
 
   def __call__(self, x, cos, sin, mask, cache_kv=None, index=None):
     a, new_kv = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache_kv, index)
-    h = x + a
-    y = h + self.mlp(self.post_attention_layernorm(h))
+    # Pin the branch outputs before each residual add: with fsdp_tp rules and no constraint here, XLA's
+    # SPMD partitioner on jax 0.10.2 was seen to miscompile chained matmuls whose operands are sharded
+    # on both fsdp and tensor (wrong values, not just a slow layout).
+    act = ("act_batch", "act_len", "act_embed")
+    h = x + sharding.constrain(a, act)
+    y = h + sharding.constrain(self.mlp(self.post_attention_layernorm(h)), act)
     return sharding.constrain(y, ("act_batch", "act_len", "act_embed")), new_kv
 
 
