@@ -80,10 +80,15 @@ def _xla(q, k, v, mask, scale):
   kh = k.shape[2]
   if n % kh:
     raise ValueError(f"{n} query heads are not a multiple of {kh} KV heads")
-  qg = q.reshape(b, l, kh, n // kh, e)  # [b, l, k, g, e]
-  logits = jnp.einsum("blkge,bske->bkgls", qg, k, preferred_element_type=jnp.float32) * scale
+  g, s = n // kh, k.shape[1]
+  # Head-major layout so both einsums (and their gradients) are plain batched gemms with one contracting
+  # dim: XLA:CPU runs the [b, l, k, g, e] form ~2x slower forward and ~1.4x slower backward.
+  qh = q.reshape(b, l, kh, g, e).transpose(0, 2, 3, 1, 4).reshape(b, kh, g * l, e)  # [b, k, g*l, e]
+  kt, vt = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)                         # [b, k, s, e]
+  logits = jnp.einsum("bkqe,bkse->bkqs", qh, kt, preferred_element_type=jnp.float32) * scale
+  logits = logits.reshape(b, kh, g, l, s)
   if mask is not None:
     logits = jnp.where(mask[:, None, None, :, :], logits, _NEG)
-  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkgls,bske->blkge", probs, v)  # [b, l, k, g, e]
-  return out.reshape(b, l, n, e)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype).reshape(b, kh, g * l, s)
+  out = jnp.einsum("bkqs,bkse->bkqe", probs, vt)                                   # [b, k, g*l, e]
+  return out.reshape(b, kh, g, l, e).transpose(0, 3, 1, 2, 4).reshape(b, l, n, e)
