@@ -425,8 +425,8 @@ def extrapolate(model: Showo, prompting: "prompting_v1.UniversalPrompting", canv
     grid = extrapolation_grid(canvas, direction, width, offset, cfg.mask_token_id, cfg.image_token_offset)
     b = grid.shape[0]
     flat = grid.reshape(b, -1)
-    cond = prompting.t2i_gen_prompt([list(text)] * b, flat)
-    uncond = prompting.t2i_gen_prompt([[]] * b, flat) if guidance_scale > 0 else None
+    cond = jnp.asarray(prompting.t2i_gen_prompt([list(text)] * b, flat))
+    uncond = jnp.asarray(prompting.t2i_gen_prompt([[]] * b, flat)) if guidance_scale > 0 else None
     codes = t2i_generate(model, cond, uncond, key=jax.random.fold_in(key, i), timesteps=timesteps,
                          guidance_scale=guidance_scale, **kw)
     gen = np.clip(np.asarray(codes), 0, cfg.codebook_size - 1).reshape(b, grid.shape[1], grid.shape[2])

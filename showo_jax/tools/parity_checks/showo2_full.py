@@ -113,3 +113,7 @@ def run(fixture_dir: str, scenarios=SCENARIOS, **policy):
       yield from run_scenario(convert_showo2.load_model(sd, dcfg), dcfg, s, inp, out)
     else:
       yield from run_scenario(model, cfg, s, inp, out)
+  # The sampler scenarios (`ode`, `mmu_infer`) live with the samplers; imported here lazily because that
+  # module builds its model through this one.
+  from showo_jax.tools.parity_checks import showo2_full_sampling
+  yield from showo2_full_sampling.run_scenarios(fixture_dir, **policy)
