@@ -43,3 +43,18 @@ def test_unknown_keys_abort_with_a_list(fixtures_dir, tmp_path, capsys):
   assert rc == 1
   assert "q_norm" in capsys.readouterr().err
   assert not os.path.exists(tmp_path / "x" / "meta.json")
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("model,fixture", [("showo2", "showo2_full"), ("wan_vae", "wan21_vae"),
+                                           ("showo", "showo_v1"), ("magvit2", "magvitv2")])
+def test_every_registered_model_converts_its_fixture(model, fixture, fixtures_dir, tmp_path):
+  f = os.path.join(fixtures_dir, fixture)
+  src, cfg = os.path.join(f, "weights.safetensors"), os.path.join(f, "config.json")
+  dst = str(tmp_path / "conv")
+  assert convert.main(["--model", model, "--src", src, "--config-json", cfg, "--dst", dst]) == 0
+  out = str(tmp_path / "back.safetensors")
+  assert convert.main(["--model", model, "--config-json", cfg, "--export", dst, "--keys-from", src,
+                       "--dst", out]) == 0
+  a, b = load_file(src), load_file(out)
+  assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
