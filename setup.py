@@ -30,8 +30,11 @@ setup(
         "tokamax",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "beartype"],
-        "tpu": ["libtpu"],
+        # libtpu (matching jax 0.10.2) lets the suite AOT-compile a tiny step for a TPU topology on CPU;
+        # scikit-image ships the real photographs used by the reconstruction eval.
+        "test": ["pytest", "pytest-xdist", "beartype", "scikit-image",
+                 "libtpu==0.0.42.*; python_version < '3.12'"],
+        "tpu": ["libtpu==0.0.42.*; python_version < '3.12'", "libtpu; python_version >= '3.12'"],
         "tfds": ["tensorflow-datasets>=4.9"],
     },
 )
