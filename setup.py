@@ -22,6 +22,7 @@ setup(
         "jaxtyping>=0.2.28",
         "numpy",
         "scipy",
+        "msgpack",
         "pillow",
         "tqdm",
         "absl-py",
