@@ -7,6 +7,7 @@ setup(
     description="Show-o / Show-o2 unified multimodal models in JAX + Flax NNX",
     python_requires=">=3.11",
     packages=find_packages(include=["showo_jax", "showo_jax.*", "launch", "configs", "configs.*"]),
+    package_data={"launch": ["targets/*.txtpb", "*.sh"]},
     install_requires=[
         # Pins per ../shared/STACK.md for Python 3.11; on 3.12 (GPU machines) newer jax/flax resolve.
         "jax>=0.10.2",
@@ -36,6 +37,9 @@ setup(
         "test": ["pytest", "pytest-xdist", "beartype", "scikit-image",
                  "libtpu==0.0.42.*; python_version < '3.12'"],
         "tpu": ["libtpu==0.0.42.*; python_version < '3.12'", "libtpu; python_version >= '3.12'"],
+        # compile-only CUDA client for `launch.aot_compile --topology 8xh100` on a machine without a GPU
+        "gpu_aot": ["jax-cuda12-plugin==0.10.2; python_version < '3.12'",
+                    "jax-cuda12-pjrt==0.10.2; python_version < '3.12'"],
         "tfds": ["tensorflow-datasets>=4.9"],
     },
 )
