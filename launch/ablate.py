@@ -292,9 +292,15 @@ class Sweep:
       secs = sum(t.get("seconds", 0) for t in d["train"].values())
       changed = ", ".join(f"{k}={v[1]}" for k, v in d["diff"].items()) or "(base)"
       rows.append([a, changed, steps, round(secs), round(d["eval"].get("seconds", 0))] + [m.get(k) for k in metrics])
-      for part, t in d["train"].items():
-        if t.get("curve", {}).get("loss") and part != "pretrain":
-          curves[f"{a}" if part == "main" else f"{a}/{part}"] = (t["curve"]["step"], t["curve"]["loss"])
+      offset = 0
+      for part in ("pretrain", "main", "followup"):      # a follow-up stage continues the step axis
+        t = d["train"].get(part)
+        if t is None or not t.get("curve", {}).get("loss"):
+          continue
+        if part != "pretrain":
+          curves[a if part == "main" else f"{a} (2nd stage)"] = ([s + offset for s in t["curve"]["step"]],
+                                                              t["curve"]["loss"])
+          offset += int(t.get("total_steps", 0))
     header = ["arm", "config diff vs base", "train steps", "train s", "eval s"] + metrics
     lines = [f"# {st.table}: {self.study} ({self.scale} scale)", "", st.question, "",
              report.markdown_table(header, rows), "",

@@ -144,8 +144,9 @@ def caption_accuracy(captions: Sequence[str], images: Sequence[np.ndarray]) -> d
     rec = tp / max(1, sum(truth.values()))
     f1s.append(0.0 if tp == 0 else 2 * prec * rec / (prec + rec))
   n = len(exact)
-  return {"exact": float(np.mean(exact)) if n else float("nan"), "object_f1": float(np.mean(f1s)) if n else float("nan"),
-          "parse_rate": parsed / n if n else float("nan"), "n": n}
+  if not n:
+    return {"exact": float("nan"), "object_f1": float("nan"), "parse_rate": float("nan"), "n": 0}
+  return {"exact": float(np.mean(exact)), "object_f1": float(np.mean(f1s)), "parse_rate": parsed / n, "n": n}
 
 
 # ------------------------------------------------------------------------------------------ Show-o2

@@ -75,7 +75,7 @@ def line_plot(path: str, series: dict[str, tuple], *, title: str = "",
   w, h = size
   im, d = _canvas(w, h)
   font = _font()
-  left, right, top, bottom = 60, w - 150, 30, h - 40
+  left, right, top, bottom = 60, w - 230, 30, h - 40
   allx = [x for xs, _ in series.values() for x in xs]
   ally = [y for _, ys in series.values() for y in ys if y is not None and math.isfinite(y)]
   if not allx or not ally:
@@ -103,7 +103,7 @@ def line_plot(path: str, series: dict[str, tuple], *, title: str = "",
     if len(pts) > 1:
       d.line(pts, fill=col, width=2)
     d.line([right + 10, top + 14 * i + 6, right + 28, top + 14 * i + 6], fill=col, width=3)
-    d.text((right + 32, top + 14 * i), name[:18], fill=(0, 0, 0), font=font)
+    d.text((right + 32, top + 14 * i), name[:32], fill=(0, 0, 0), font=font)
   im.save(path)
   return path
 

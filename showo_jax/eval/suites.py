@@ -1,4 +1,4 @@
-"""Named evaluation suites over a :class:`~showo_jax.eval.runs.Run` (used by ``launch/eval.py`` and ``launch/ablate.py``).
+"""Named evaluation suites over a :class:`~showo_jax.eval.runs.Run` (``launch/eval.py``, ``launch/ablate.py``).
 
 A suite maps a run and its settings to a JSON-able dict ``{"metrics": {flat name: number}, "details": {...}}``.
 Settings come from the run's own ``config.eval`` block (ablation configs carry one, see
@@ -233,7 +233,8 @@ def suite_toy_all(run, s: dict, out_dir: str = "") -> dict:
 
 
 SUITES: dict[str, Callable] = {
-    "toy": suite_toy, "toy_all": suite_toy_all, "t2i": suite_t2i, "mmu": suite_mmu, "heldout": suite_heldout, "recon": suite_recon,
+    "toy": suite_toy, "toy_all": suite_toy_all, "t2i": suite_t2i, "mmu": suite_mmu, "heldout": suite_heldout,
+    "recon": suite_recon,
     "video": suite_video, "geneval_files": suite_geneval_files, "llava_json": suite_llava_json,
 }
 

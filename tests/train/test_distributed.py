@@ -50,14 +50,16 @@ def test_two_processes_equal_one_process(tmp_path):
                           text=True, timeout=1500)
   assert single.returncode == 0, single.stderr[-3000:]
   port = _free_port()
-  procs = [subprocess.Popen(_cmd(cfg, tmp_path / "two", *over), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
+  # Output goes to files, not pipes: a process blocked on a full pipe would stall its peer in a collective.
+  logs = [open(tmp_path / f"proc{i}.log", "w") for i in range(2)]
+  procs = [subprocess.Popen(_cmd(cfg, tmp_path / "two", *over), cwd=ROOT, stdout=logs[i], stderr=subprocess.STDOUT,
                             env=_env(2, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
                                      JAX_PROCESS_ID=str(i)))
            for i in range(2)]
-  outs = [p.communicate(timeout=1500) for p in procs]
-  for p, (_, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
+  for i, p in enumerate(procs):
+    p.wait(timeout=1500)
+    logs[i].close()
+    assert p.returncode == 0, open(tmp_path / f"proc{i}.log").read()[-3000:]
   a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
   assert sorted(a) == sorted(b) == [1, 2, 3]
   for s in a:
