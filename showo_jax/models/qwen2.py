@@ -27,7 +27,7 @@ from jaxtyping import Array, Float, Int
 from showo_jax import attention as attention_lib
 from showo_jax import masks as masks_lib
 from showo_jax import sharding
-from showo_jax.models import layers, remat, rope
+from showo_jax.models import layers, rope, stack
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -225,38 +225,10 @@ class Qwen2Model(nnx.Module):
     def layer_fn(layer, x, kv):
       return layer(x, cos, sin, mask, kv, index)
 
-    hiddens = [x] if return_hidden else None
-    new_k, new_v = [], []
-    if cfg.scan_layers:
-      graphdef, stacked = nnx.split(self.layers)
-
-      def body(carry, xs):
-        layer_state, kv = xs
-        y, nkv = layer_fn(nnx.merge(graphdef, layer_state), carry, kv)
-        return y, (y if return_hidden else None, nkv)
-
-      xs = (stacked, None if cache is None else (cache.k, cache.v))
-      x, (ys, nkv) = jax.lax.scan(remat.wrap(body, cfg.remat_policy), x, xs)
-      if return_hidden:
-        hiddens = jnp.concatenate([hiddens[0][None], ys], axis=0)
-      if cache is not None:
-        new_k, new_v = nkv
-    else:
-      for i, layer in enumerate(self.layers):
-        kv = None if cache is None else (cache.k[i], cache.v[i])
-        g, st = nnx.split(layer)
-        fn = remat.wrap(lambda st, x, kv, g=g: layer_fn(nnx.merge(g, st), x, kv), cfg.remat_policy)
-        x, nkv = fn(st, x, kv)
-        if return_hidden:
-          hiddens.append(x)
-        if cache is not None:
-          new_k.append(nkv[0])
-          new_v.append(nkv[1])
-      if return_hidden:
-        hiddens = jnp.stack(hiddens)
-      if cache is not None:
-        new_k, new_v = jnp.stack(new_k), jnp.stack(new_v)
-    new_cache = None if cache is None else KVCache(new_k, new_v, index + l)
+    x, hiddens, nkv = stack.run(self.layers, x, layer_fn, scan=cfg.scan_layers, remat_policy=cfg.remat_policy,
+                                cache_kv=None if cache is None else (cache.k, cache.v),
+                                return_hidden=return_hidden)
+    new_cache = None if cache is None else KVCache(nkv[0], nkv[1], index + l)
     return self.norm(x), hiddens, new_cache
 
 
