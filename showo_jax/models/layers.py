@@ -40,7 +40,12 @@ class Linear(nnx.Module):
     self.dtype = dtype
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = jnp.einsum("...i,io->...o", x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    # A rank-2 matmul, not an einsum over the leading dims: the weight gradient is then one plain
+    # [in, N] @ [N, out] product, and XLA:CPU avoids materialising transposed copies of the
+    # activations for it (~25 % of the small-model train step on CPU).
+    lead = x.shape[:-1]
+    y = jnp.dot(x.reshape(-1, x.shape[-1]).astype(self.dtype), self.kernel[...].astype(self.dtype))
+    y = y.reshape(*lead, y.shape[-1])
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y
