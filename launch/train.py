@@ -32,7 +32,12 @@ def main(argv):
   ours.setLevel(logging.INFO)
   ours.addHandler(logging.StreamHandler())
   ours.propagate = False
-  summary = loop.run(_CONFIG.value, _WORKDIR.value, num_steps=_NUM_STEPS.value)
+  config = _CONFIG.value
+  if config.model_family == "showo":         # Show-o v1 rows come from their own pipeline (data/pipeline_v1.py)
+    from showo_jax.data import pipeline_v1
+    summary = pipeline_v1.train(config, _WORKDIR.value, num_steps=_NUM_STEPS.value)
+  else:
+    summary = loop.run(config, _WORKDIR.value, num_steps=_NUM_STEPS.value)
   if jax.process_index() == 0:
     losses = summary["losses"]
     print(f"done: steps {summary['start_step']} -> {summary['final_step']} ({summary['origin']}); "

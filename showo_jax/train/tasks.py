@@ -208,9 +208,9 @@ _V1_LOSS_MODULES = ("showo_jax.maskgit", "showo_jax.losses_v1")
 
 def _showo_v1_task() -> Task:
   """Show-o v1 (MTP): the v1 helper's ``showo_loss(model, batch: ShowoBatch, t2i_coeff, lm_coeff, mmu_coeff)``
-  (``showo_jax.maskgit``) wired into the shared loop. The batch must be a ``maskgit.ShowoBatch`` (rows
-  ``[t2i | lm | mmu]``, MAGVIT-v2 codes in the unified vocabulary); ``data/pipeline.py`` builds Show-o2 rows
-  only, so a v1 run needs a v1 input pipeline (``data/prompting_v1.py``) passed as ``Trainer(data_iter=...)``.
+  (``showo_jax.maskgit``) wired into the shared loop. The batch is a ``maskgit.ShowoBatch`` (rows
+  ``[t2i | lm | mmu]``, MAGVIT-v2 codes in the unified vocabulary), bare or as ``{"showo": batch}`` (what
+  ``data/pipeline_v1.py`` sends, since the shared step takes dicts), passed as ``Trainer(data_iter=...)``.
   Loss weights come from ``config.loss.{t2i,lm,mmu}_coeff`` (1.0 / 0.1 / 1.0 upstream)."""
   loss_fn = None
   for mod in _V1_LOSS_MODULES:
@@ -224,13 +224,28 @@ def _showo_v1_task() -> Task:
   from showo_jax.models import showo
 
   def cfg_fn(mcfg):
-    presets = {"tiny": showo.ShowoConfig.tiny}
-    if mcfg.preset not in presets:
-      raise ValueError(f"unknown Show-o preset {mcfg.preset!r}; known: {sorted(presets)} (or from_hf)")
-    return apply_overrides(presets[mcfg.preset](), mcfg.get("overrides", None))
+    # Real sizes: show_o (256 tokens), show_o_512x512 (1024), show_o_w_clip_vit (Show-o‡); tiny = the fixture
+    # backbone. ``llm_vocab_size`` / ``bos_token_id`` / ``eos_token_id`` / ``codebook_size`` / ``num_vq_tokens``
+    # (0 or -1 = the preset's) re-lay the unified vocabulary in one replace (``vocab_size`` follows), e.g.
+    # for a tiny run on a tiny BPE (configs/showo/base.py:runlocal).
+    if mcfg.preset not in showo.PRESETS:
+      raise ValueError(f"unknown Show-o preset {mcfg.preset!r}; known: {sorted(showo.PRESETS)} (or from_hf)")
+    policy = {k: mcfg[k] for k in ("dtype", "param_dtype", "scan_layers", "remat_policy", "attention_impl")
+              if k in mcfg}
+    cfg = showo.PRESETS[mcfg.preset](**policy)
+    layout = {k: int(mcfg.get(k, 0)) for k in ("llm_vocab_size", "codebook_size", "num_vq_tokens")}
+    layout.update({k: int(mcfg.get(k, -1)) for k in ("bos_token_id", "eos_token_id")})
+    layout = {k: v for k, v in layout.items() if v > 0 or (k.endswith("token_id") and v >= 0)}
+    if layout:
+      get = lambda k: layout.get(k, getattr(cfg, k))
+      vocab = get("llm_vocab_size") + cfg.num_new_special_tokens + get("codebook_size") + 1
+      cfg = dataclasses.replace(cfg, phi=dataclasses.replace(cfg.phi, vocab_size=vocab), **layout)
+    return apply_overrides(cfg, mcfg.get("overrides", None))
 
   def loss(model, batch, key, loss_cfg):
     del key
+    if isinstance(batch, dict):        # the shared step's batch is a dict: data/pipeline_v1.py sends {"showo": …}
+      batch = batch["showo"]
     get = (lambda k, d: loss_cfg.get(k, d)) if loss_cfg is not None else (lambda k, d: d)
     return loss_fn(model, batch, t2i_coeff=get("t2i_coeff", 1.0), lm_coeff=get("lm_coeff", 0.1),
                    mmu_coeff=get("mmu_coeff", 1.0))
