@@ -46,10 +46,11 @@ def parse_arg(arg: str | None, **spec) -> ConfigDict:
 def optim_block(lr: float = 1e-4, *, schedule: str = "constant_with_warmup", warmup_steps: int | None = 0,
                 warmup_ratio: float = 0.0) -> ConfigDict:
   """AdamW of the reference (β=(0.9, 0.999), eps 1e-8, wd 0, clip 1.0). ``groups`` maps a group name to
-  ``{params: [substrings], lr}``; empty = one group with ``lr`` (stage 1)."""
+  ``{params: [substrings], lr}``; empty = one group with ``lr`` (stage 1). ``no_decay``: name substrings
+  exempt from weight decay (Show-o v1: ``["bias"]``)."""
   return ConfigDict(dict(
       name="adamw", lr=lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0,
-      groups=ConfigDict(), ema_decay=0.0,
+      groups=ConfigDict(), ema_decay=0.0, no_decay=[],
       schedule=ConfigDict(dict(name=schedule, warmup_steps=warmup_steps, warmup_ratio=warmup_ratio)),
   ))
 

@@ -14,9 +14,8 @@ Text tokenizer: ``data.tokenizer="phi_1_5"`` reads the Phi-1.5 ``tokenizer.json`
 (nothing is downloaded); image tokenizer: ``data.image_tokenizer`` (``magvitv2`` with converted weights at
 ``path``, from ``python -m showo_jax.convert magvit2``).
 
-Known deviation: the reference exempts parameters whose name contains ``bias`` from weight decay (for Phi
-only the biases; ``maskgit.adamw_decay_mask``); the shared optimizer (``train/optim.py``) decays every
-trainable parameter.
+Weight decay: the reference's two AdamW groups exempt names containing ``bias`` (for Phi only the biases;
+``maskgit.adamw_decay_mask``): ``optim.no_decay = ["bias"]``.
 
 ``runlocal``: ``common.runlocal`` (tiny preset, procedural data, batch 2 per stream, text budget 32) plus the
 v1 pieces: 32 px images through a random-init toy MAGVIT-v2 (x8, 6-bit LFQ → 16 codes of 64, deterministic
@@ -49,6 +48,7 @@ def build(arg) -> common.ConfigDict:
                                   min_masking_rate=0.0))
   c.optim = common.optim_block(1e-4, schedule="cosine", warmup_steps=5000)
   c.optim.weight_decay = 0.01
+  c.optim.no_decay = ["bias"]
   c.optim.grad_clip = 0.0
   c.data = common.ConfigDict(dict(
       tokenizer="phi_1_5", tokenizer_file="", seed=c.seed, resolution=256, max_seq_length=128, shuffle=True,

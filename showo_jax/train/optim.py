@@ -117,6 +117,10 @@ def build(optim_cfg, names: Sequence[str], total_steps: int) -> Optimizer:
   sched_cfg = optim_cfg.schedule
   warmup = warmup_steps_of(sched_cfg, total_steps)
   schedules, txs = {}, {}
+  no_decay = list(optim_cfg.get("no_decay", None) or [])
+  # The reference's second AdamW group (Show-o v1: names containing "bias" get weight_decay 0); the mask
+  # is a function of the flat {name: array} tree, so it follows whatever subset a group hands to AdamW.
+  decay_mask = (lambda tree: {n: not any(s in n for s in no_decay) for n in tree}) if no_decay else None
   group_names = list(groups) if groups else ["all"]
   for g in group_names:
     lr = float(groups_cfg[g]["lr"]) if groups else float(optim_cfg.lr)
@@ -124,7 +128,7 @@ def build(optim_cfg, names: Sequence[str], total_steps: int) -> Optimizer:
     if optim_cfg.name != "adamw":
       raise ValueError(f"unknown optimizer {optim_cfg.name!r}; only adamw is implemented")
     txs[g] = optax.adamw(schedules[g], b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
-                         weight_decay=optim_cfg.weight_decay)
+                         weight_decay=optim_cfg.weight_decay, mask=decay_mask)
   if NO_GROUP in labels.values():
     txs[NO_GROUP] = optax.set_to_zero()
   chain = []

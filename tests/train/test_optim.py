@@ -104,3 +104,18 @@ def test_build_groups_clip_and_no_group_updates():
                              rtol=2e-5)
   np.testing.assert_allclose(np.asarray(p["v"]), _adamw_torch(np.full(2, 2.0), [c["v"] for c in clipped], lr_b,
                                                               wd=0.01), rtol=2e-5)
+
+
+@pytest.mark.parametrize("groups", [{}, {"a": {"params": ["layer"], "lr": 1e-3}}])
+def test_no_decay_exempts_matching_names(groups):
+  """``optim.no_decay`` = the reference's second AdamW group (Show-o v1: biases get weight_decay 0)."""
+  cfg = mlc.ConfigDict(dict(name="adamw", lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.5, grad_clip=0.0,
+                            ema_decay=0.0, groups=groups, no_decay=["bias"],
+                            schedule=dict(name="constant", warmup_steps=0, warmup_ratio=0.0)))
+  params = {"layer.kernel": jnp.full((3,), 2.0), "layer.bias": jnp.full((3,), 2.0)}
+  opt = optim.build(cfg, list(params), total_steps=10)
+  grads = {k: jnp.zeros_like(v) for k, v in params.items()}     # zero grads: only decay moves a parameter
+  u, _ = opt.tx.update(grads, opt.tx.init(params), params)
+  p = optax.apply_updates(params, u)
+  np.testing.assert_array_equal(np.asarray(p["layer.bias"]), np.full(3, 2.0))
+  np.testing.assert_allclose(np.asarray(p["layer.kernel"]), np.full(3, 2.0 * (1 - 1e-3 * 0.5)), rtol=1e-6)
