@@ -437,8 +437,8 @@ STUDIES["latent_caching"] = Study(
     "latent_caching", "extra", "Training speed with VAE latents computed on the fly vs read from a cache "
     "(same model and data; the metric is steps/s).", "stage1", ("latents_on_the_fly", "latents_cached"),
     ("steps_per_s",),
-    needs="a latent cache: data.<kind>.source='arrayrecord' with latent_mean/latent_logvar records "
-          "(pipeline.py expects tools/cache_latents, which is not in the repository yet)")
+    needs="the sweep runner to build the arm's latent cache first (python -m showo_jax.tools.cache_latents "
+          "writes it; launch/ablate.py does not call it yet, so the cached arm has no data path)")
 
 
 def _vae_latents(c):
@@ -466,9 +466,7 @@ def latents_cached(c):
 STUDIES["attention_mask"] = Study(
     "attention_mask", "extra", "Omni attention (bidirectional inside each visual block) vs plain causal "
     "attention over the whole sequence.", "stage1", ("omni_attention", "causal_attention"),
-    ("geneval_overall", "heldout_flow", "caption_exact"),
-    needs="Showo2Config.visual_attention: str = 'omni' | 'causal', read by Showo2.__call__ when mask is None "
-          "(masks.causal instead of masks.omni), so that training and sampling both switch")
+    ("geneval_overall", "heldout_flow", "caption_exact"))
 
 
 @arm("attention_mask", "extra: omni attention (reference)")
