@@ -127,8 +127,18 @@ def test_v1_representations_set_the_model_input():
 
 def test_studies_with_missing_features_are_refused():
   from launch import ablate
-  for name in ("attention_mask", "latent_caching", "v1_maskgit"):
+  for name in ("latent_caching", "v1_maskgit"):
     mod, st = ablate.registry()[name]
     assert st.needs
     with pytest.raises(RuntimeError, match="cannot run yet"):
       ablate.Sweep(name, "tiny", "/nonexistent/results", "/nonexistent/work").run()
+
+
+def test_attention_mask_study_is_runnable_and_switches_the_mask():
+  """The omni-vs-causal study has no missing feature: its causal arm sets the model's ``visual_attention``."""
+  from launch import ablate
+  from configs.showo2 import ablations as abl
+  _, st = ablate.registry()["attention_mask"]
+  assert not st.needs
+  c = abl.get_config("causal_attention,scale=tiny")
+  assert c.model.overrides.visual_attention == "causal"
