@@ -1,7 +1,12 @@
 """Compile the real train step for a target pod from this (CPU-only) machine and report memory and FLOPs.
 
+    python -m launch.aot_compile --config configs/showo2/stage2b.py:size=7b,target=v5p-128 [--json out.json]
     python -m launch.aot_compile --config configs/showo2/stage2.py:size=7b --topology v5p-128 \\
         [--mesh data=1,fsdp=64,tensor=1] [--rules fsdp] [--remat full] [--attention splash] [--json out.json]
+
+With ``target=`` (Show-o2 stage configs: ``configs/showo2/targets.py``) the config carries the shipped preset
+for that target (mesh, rules, remat, attention) and ``--topology`` defaults to it: the first form compiles
+exactly what ``launch/train.py`` would run on that pod.
 
 The step is the training loop's own (``train/step.py`` via ``train/state.py``), built abstractly: the model
 comes from ``nnx.eval_shape``, the state and batch are ``ShapeDtypeStruct``s with the trainer's shardings, so
@@ -78,12 +83,14 @@ TARGETS: dict[str, Target] = {
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:args]", lock_config=True)
-_TOPOLOGY = flags.DEFINE_enum("topology", None, sorted(TARGETS), "compile target")
+_TOPOLOGY = flags.DEFINE_enum("topology", None, sorted(TARGETS),
+                              "compile target (default: the config's ``target`` preset)")
 _MESH = flags.DEFINE_string("mesh", "", "data=..,fsdp=..,tensor=.. (default: the config's mesh; -1 = rest)")
 _RULES = flags.DEFINE_string("rules", "", "sharding rule preset (default: the config's)")
 _REMAT = flags.DEFINE_string("remat", "", "remat policy override (models/remat.py POLICIES)")
-_ATTN = flags.DEFINE_string("attention", "auto", "attention impl override: auto (splash on TPU targets, the "
-                            "config's otherwise) | xla | splash | tokamax | cudnn | config")
+_ATTN = flags.DEFINE_string("attention", "auto", "attention impl override: auto (the config's when it has a "
+                            "target preset; else splash on TPU targets, the config's otherwise) | xla | splash | "
+                            "tokamax | cudnn | config")
 _BATCH = flags.DEFINE_enum("batch", "per_device", ["per_device", "global"],
                            "config batch sizes are rows per data-parallel device, or the global batch")
 _JSON = flags.DEFINE_string("json", "", "write the report here as JSON")
@@ -275,7 +282,7 @@ def compile_step(config, topology: str, sizes: dict | None = None, rules_name: s
     model_flops = float(flops_lib.train_step_flops(config.model_family, model_cfg, shapes))
   n_params = layout.num_params()
   return dict(
-      config=config_name, topology=topology, kind=target.kind,
+      config=config_name, topology=topology, kind=target.kind, preset=str(config.get("target", "") or ""),
       proxy=target.kind == "gpu" and devices[0].platform == "cpu",
       devices=target.devices, device_kind=str(getattr(devices[0], "device_kind", "")),
       mesh=sizes, rules=rules_name, remat=config.model.remat_policy, attention=config.model.attention_impl,
@@ -336,6 +343,9 @@ def render_table(reports: list[dict]) -> str:
           "| args GiB | temp GiB | total GiB / HBM | fits | model TFLOP/dev/step | XLA TFLOP/dev/step | compile s |")
   sep = "|" + "---|" * 14
   out = [head, sep]
+  order = {name: i for i, name in enumerate(TARGETS)}
+  reports = sorted(reports, key=lambda r: (r.get("label") or label_of(r["config"]), order.get(r["topology"], 99),
+                                           r["remat"], r["mesh"]["data"]))
   for r in reports:
     b = r["bytes"]
     m = r["mesh"]
@@ -350,34 +360,92 @@ def render_table(reports: list[dict]) -> str:
   return "\n".join(out) + "\n"
 
 
+def render_presets(reports: dict[str, dict]) -> str:
+  """The shipped ``configs/showo2/targets.py`` presets with the compile that proves each (``reports``: JSON
+  file name → report). A preset whose report is missing or was compiled with other settings is flagged."""
+  from configs.showo2 import targets
+  head = ("| target | size | stages | `config.mesh` data×fsdp×tensor · rules | `remat_policy` | `attention_impl` "
+          "| total GiB / HBM | fits | proof (`docs/aot/`) |")
+  out = [head, "|" + "---|" * 9]
+  for (tgt, size, kind), p in targets.TARGET_PRESETS.items():
+    r = reports.get(p.proof)
+    if r is None:
+      mem, fits = "not compiled", "?"
+    else:
+      m = r["mesh"]
+      same = ((m["data"], m["fsdp"], m["tensor"]) == (p.data, p.fsdp, p.tensor) and r["rules"] == p.rules
+              and r["remat"] == p.remat and r["attention"] == p.attention and r["topology"] == tgt)
+      mem = f"{r['bytes']['total'] / GiB:.1f} / {r['hbm'] / GiB:.0f}" + ("" if same else " (**other settings**)")
+      fits = "yes" if r["fits"] else "**no**"
+    stages = {"stage1": "1a, 1b", "stage2": "2a, 2b, 2c"}[kind]
+    out.append(f"| {tgt} | {size} | {stages} | {p.data}×{p.fsdp}×{p.tensor} · {p.rules} | {p.remat} | {p.attention} "
+               f"| {mem} | {fits} | {p.proof} |")
+  return "\n".join(out) + "\n"
+
+
+def splice(doc: str, name: str, text: str) -> str:
+  """Replace the block between ``<!-- aot:NAME -->`` and ``<!-- /aot:NAME -->`` in ``doc`` with ``text``."""
+  start, end = f"<!-- aot:{name} -->", f"<!-- /aot:{name} -->"
+  i, j = doc.find(start), doc.find(end)
+  if i < 0 or j < i:
+    raise ValueError(f"no {start} ... {end} block")
+  return doc[:i + len(start)] + "\n" + text + doc[j:]
+
+
 # --------------------------------------------------------------------------------------------- main
+def resolve_target(config, topology: str | None, mesh_text: str = "", attention: str = "auto") -> tuple[str, str]:
+  """``(topology, attention impl or "config")`` from the flags and the config's ``target`` preset.
+
+  Without ``--topology`` the preset's target is compiled; a preset for another target than ``--topology``
+  is refused unless ``--mesh`` replaces its mesh. ``auto`` attention keeps a preset's kernel, else Splash on
+  TPU and the config's on GPU."""
+  preset = str(config.get("target", "") or "")
+  topology = topology or preset
+  if not topology:
+    raise ValueError("--topology is required unless the config names a target (e.g. ...:size=7b,target=v5p-128)")
+  if topology not in TARGETS:
+    raise ValueError(f"unknown topology {topology!r}; known: {sorted(TARGETS)}")
+  if preset and topology != preset and not mesh_text:
+    raise ValueError(f"the config's preset is for {preset}, --topology is {topology}: pass --mesh as well")
+  if attention == "auto":
+    attention = "config" if preset or TARGETS[topology].kind == "gpu" else "splash"
+  return topology, attention
+
+
 def main(argv):
   extra = [a for a in argv[1:] if a.endswith(".json")]
   if len(extra) != len(argv[1:]):
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   if _RENDER.value or extra:
-    reports = []
+    reports = {}
     for path in list(_RENDER.value) + extra:   # --render a.json b.json (shell globs) works too
       with open(path) as f:
-        reports.append(json.load(f))
-    text = render_table(reports)
-    if _RENDER_OUT.value:
-      with open(_RENDER_OUT.value, "w") as f:
-        f.write(text)
+        reports[os.path.basename(path)] = json.load(f)
+    results, presets = render_table(list(reports.values())), render_presets(reports)
+    out = _RENDER_OUT.value
+    if out and os.path.exists(out) and "<!-- aot:results -->" in open(out).read():
+      # a document with marked blocks (docs/aot_table.md): regenerate the tables, keep the prose
+      doc = splice(splice(open(out).read(), "results", results), "presets", presets)
     else:
-      print(text)
+      doc = "## Shipped presets\n\n" + presets + "\n## Results\n\n" + results
+    if out:
+      with open(out, "w") as f:
+        f.write(doc)
+    else:
+      print(doc)
     return
-  if _CONFIG.value is None or _TOPOLOGY.value is None:
-    raise app.UsageError("--config and --topology are required (or --render)")
-  target = TARGETS[_TOPOLOGY.value]
-  _prepare_env(target)
+  if _CONFIG.value is None:
+    raise app.UsageError("--config is required (or --render)")
   config = _CONFIG.value
+  try:
+    topology, attn = resolve_target(config, _TOPOLOGY.value, _MESH.value, _ATTN.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  target = TARGETS[topology]
+  _prepare_env(target)
   with config.unlocked():
     if _REMAT.value:
       config.model.remat_policy = _REMAT.value
-    attn = _ATTN.value
-    if attn == "auto":
-      attn = "splash" if target.kind == "tpu" else "config"
     if attn != "config":
       config.model.attention_impl = attn
     if _RULES.value:
@@ -385,7 +453,7 @@ def main(argv):
   devices = target_devices(target)
   m = config.mesh
   sizes = parse_mesh(_MESH.value, {"data": m.data, "fsdp": m.fsdp, "tensor": m.tensor}, len(devices))
-  report = compile_step(config, _TOPOLOGY.value, sizes, config.mesh.rules, _BATCH.value, devices=devices,
+  report = compile_step(config, topology, sizes, config.mesh.rules, _BATCH.value, devices=devices,
                         config_name=_config_name())
   print(format_report(report))
   if _JSON.value:

@@ -6,6 +6,7 @@ float32 master weights (``mixed_precision: bf16``); AdamW β=(0.9, 0.999), eps 1
 mixed loader in ``concat_max_size_cycle`` mode (t2i rows first, then mmu rows).
 """
 from configs import common
+from configs.showo2 import targets
 
 SIZES = {"1.5b": "showo2_1_5b", "7b": "showo2_7b"}
 
@@ -43,17 +44,28 @@ def build(arg) -> common.ConfigDict:
   c.mesh = common.mesh_block()
   c.ckpt = common.ckpt_block(every=10_000, keep=3)
   c.log = common.log_block(every=50, sample_every=1000)
+  c.target = ""                     # set by ``target=...`` (configs/showo2/targets.py): the pod preset applied
   return c
 
 
-def finalize(config: common.ConfigDict, arg) -> common.ConfigDict:
-  """Apply ``runlocal`` when asked and lock (unknown keys error from here on)."""
+def parse_arg(arg) -> common.ConfigDict:
+  """The arguments every stage file accepts: ``size=1.5b|7b``, ``target=<pod>`` (:mod:`targets`), ``runlocal``."""
+  return common.parse_arg(arg, size="1.5b", runlocal=False, target="")
+
+
+def finalize(config: common.ConfigDict, arg, kind: str | None = None) -> common.ConfigDict:
+  """Apply the ``target`` preset (``kind`` = stage1 | stage2), then ``runlocal`` when asked (it wins: one
+  device, tiny model), and lock (unknown keys error from here on)."""
   config.data.seed = config.seed
+  if arg.get("target"):
+    if kind is None:
+      raise ValueError(f"target={arg.target}: this config has no AOT-proven pod presets (configs/showo2/targets.py)")
+    config = targets.apply(config, arg.target, arg.size, kind)
   if arg.runlocal:
     config = common.runlocal(config)
   return common.lock(config)
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, size="1.5b", runlocal=False)
+  arg = parse_arg(arg)
   return finalize(build(arg), arg)

@@ -13,5 +13,5 @@ def build(arg) -> common.ConfigDict:
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, size="1.5b", runlocal=False)
-  return base.finalize(build(arg), arg)
+  arg = base.parse_arg(arg)
+  return base.finalize(build(arg), arg, "stage2")
