@@ -2,9 +2,9 @@
 
 The curated public API is small on purpose; everything else is imported from its module.
 """
-from showo_jax import host_alloc as _host_alloc
+from showo_jax import cpu_runtime as _cpu_runtime
 
-_host_alloc.tune()  # before any XLA thread exists: keeps per-step scratch memory resident (see module)
+_cpu_runtime.apply()  # before any XLA backend exists: resident scratch memory, conv routing (see module)
 
 from showo_jax import compat as _compat  # noqa: E402,F401  (applies the one flax setting we rely on)
 
