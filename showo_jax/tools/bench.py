@@ -54,17 +54,33 @@ def _peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _cpu_s() -> float:
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
+
+
 def time_workload(w: Workload, repeats: int) -> dict:
+  """Wall seconds (first call apart), plus process CPU seconds and minor page faults per steady call.
+
+  The development machines are small shared VMs whose speed drifts by tens of percent within minutes, so
+  the JSON also carries the CPU time per call (steadier when another job competes: preemption inflates
+  wall time, not CPU time), the faults (host-memory churn, see ``showo_jax.cpu_runtime``) and the load
+  average at the end; compare ratios only between runs taken close together.
+  """
   t0 = time.perf_counter()
   w.run()
   first = time.perf_counter() - t0
-  times = []
+  times, cpu, faults = [], [], []
   for _ in range(repeats):
+    c0, f0 = _cpu_s(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t0 = time.perf_counter()
     w.run()
     times.append(time.perf_counter() - t0)
+    cpu.append(_cpu_s() - c0)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
   out = {"first_call_s": first, "min_s": min(times), "median_s": statistics.median(times),
-         "max_s": max(times), "repeats": repeats, "shapes": w.shapes}
+         "max_s": max(times), "repeats": repeats, "cpu_s_median": statistics.median(cpu),
+         "minor_faults_median": statistics.median(faults), "load_avg_1m": os.getloadavg()[0], "shapes": w.shapes}
   if w.extra:
     out.update(w.extra(out["median_s"]))
   return out
@@ -77,7 +93,8 @@ def run(name: str, repeats: int = 5) -> dict:
   mod = importlib.import_module(WORKLOADS[name])
   w = mod.build(name) if "name" in mod.build.__code__.co_varnames else mod.build()
   result = {"workload": name, "backend": jax.default_backend(), "devices": jax.device_count(),
-            "jax": jax.__version__, "python": platform.python_version(), **time_workload(w, repeats)}
+            "jax": jax.__version__, "python": platform.python_version(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            **time_workload(w, repeats)}
   for sub_name, sub_w in (w.sub or {}).items():
     result[sub_name] = time_workload(sub_w, repeats)
   result["peak_rss_mb"] = _peak_rss_mb()

@@ -8,10 +8,6 @@ sub-workload ``no_prefix_reuse`` re-runs the full 387-token rows each step like 
 """
 from __future__ import annotations
 
-import os
-import resource
-import statistics
-
 import jax
 import numpy as np
 from flax import nnx
@@ -21,26 +17,6 @@ from showo_jax.data.prompting_v1 import UniversalPrompting
 from showo_jax.models.phi import PhiConfig
 from showo_jax.models.showo import Showo, ShowoConfig
 from showo_jax.tools.bench import Workload
-
-
-def cpu_timed(fn):
-  """Wrap ``fn`` to record the process CPU seconds of each call; ``extra`` reports them with the load
-  average. On the shared 2-core machines CPU time is the steadier number when other jobs compete."""
-  times = []
-
-  def run():
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
-    out = fn()
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    times.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
-    return out
-
-  def extra(_median_s):
-    steady = times[1:]   # the first call compiles
-    return {"cpu_s_median": statistics.median(steady) if steady else None,
-            "cpu_s_min": min(steady) if steady else None, "load_avg_1m": os.getloadavg()[0]}
-
-  return run, extra
 
 
 TIMESTEPS, GUIDANCE, PROMPT_LENS, MAX_TEXT_LEN = 16, 1.75, (12, 30), 128
@@ -72,7 +48,5 @@ def build(name: str = "showo1_maskgit_sample") -> Workload:
   shapes = {"batch": len(texts), "cfg_rows": 2 * len(texts), "seq_len": int(cond.shape[1]),
             "timesteps": TIMESTEPS, "guidance_scale": GUIDANCE, "prompt_lens": list(PROMPT_LENS),
             "num_vq_tokens": cfg.num_vq_tokens, "vocab_size": cfg.vocab_size, "reuse_prefix": True}
-  main, main_extra = cpu_timed(run(True))
-  sub, sub_extra = cpu_timed(run(False))
-  return Workload(run=main, shapes=shapes, extra=main_extra,
-                  sub={"no_prefix_reuse": Workload(run=sub, shapes={**shapes, "reuse_prefix": False}, extra=sub_extra)})
+  return Workload(run=run(True), shapes=shapes,
+                  sub={"no_prefix_reuse": Workload(run=run(False), shapes={**shapes, "reuse_prefix": False})})

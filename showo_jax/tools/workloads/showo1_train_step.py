@@ -22,7 +22,7 @@ from showo_jax import maskgit
 from showo_jax.data import prompting_v1
 from showo_jax.models.showo import Showo, ShowoConfig
 from showo_jax.tools.bench import Workload
-from showo_jax.tools.workloads.showo1_maskgit_sample import bench_config, cpu_timed
+from showo_jax.tools.workloads.showo1_maskgit_sample import bench_config
 
 MAX_SEQ_LENGTH = 128
 TEXT_LENS = {"t2i": (40, 100), "lm": (120,), "mmu": (90,)}
@@ -89,7 +89,6 @@ def build(name: str = "showo1_train_step") -> Workload:
     return metrics
 
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
-  run, extra = cpu_timed(run)
-  return Workload(run=run, extra=extra, shapes={"batch": 4, "rows": ["t2i", "t2i", "lm", "mmu"], "text_lens": TEXT_LENS,
+  return Workload(run=run, shapes={"batch": 4, "rows": ["t2i", "t2i", "lm", "mmu"], "text_lens": TEXT_LENS,
                                    "input_ids_shape": list(ids.shape), "params": n_params,
                                    "loss": "1.0*t2i + 0.1*lm + 1.0*mmu", "optimizer": "adamw 1e-4 wd 0.01 (no bias)"})
