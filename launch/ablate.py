@@ -109,6 +109,9 @@ def hardware() -> str:
 
 # ------------------------------------------------------------------------------------------ training
 def _family_trainer(config) -> Callable:
+  if config.model_family == "showo":       # Show-o v1 T2I (MTP) recipe: its own data path, the shared Trainer
+    from showo_jax.data import pipeline_v1
+    return pipeline_v1.train
   if config.model_family.startswith("showo_v1"):
     from showo_jax.eval import v1_toy
     return v1_toy.train
@@ -252,6 +255,11 @@ class Sweep:
       path, train_recs["pretrain"] = pretrain(c, self.work)
       from configs.showo2.ablations import NON_LLM_PARAMS
       cfg = with_init(c, path, NON_LLM_PARAMS)
+    cache = None
+    if _needs_latent_cache(cfg):
+      # The cached arm reads ArrayRecords of VAE posteriors: write them (once per data config) first.
+      cache = build_latent_cache(cfg, os.path.join(self.work, f"latent_cache_{training_key(cfg)}"))
+      cfg = cache.pop("config")
     wd = os.path.join(self.work, f"train_{training_key(cfg)}")
     train_recs["main"] = self.train_fn(cfg, wd)
     eval_cfg, eval_wd = cfg, wd
@@ -266,12 +274,18 @@ class Sweep:
       train_recs["followup"] = self.train_fn(f, eval_wd)
       eval_cfg = f
     samples = os.path.join(self.out, "samples", arm)
-    doc = (self.eval_fn or evaluate)(eval_cfg, eval_wd, samples, st)
+    if self.eval_fn is not None:
+      doc = self.eval_fn(eval_cfg, eval_wd, samples, st)
+    elif getattr(st, "suite", "toy") == "speed":
+      doc = speed_eval(eval_cfg, eval_wd, cache)
+    else:
+      doc = evaluate(eval_cfg, eval_wd, samples, st)
     diff = config_diff(base, c)
     return {"complete": True, "study": self.study, "table": st.table, "arm": arm, "row": mod.ARMS[arm].row,
             "scale": self.scale, "declared_keys": list(mod.ARMS[arm].keys),
             "diff": {k: [_jsonable(a), _jsonable(b)] for k, (a, b) in diff.items()},
             "train": {k: {kk: vv for kk, vv in v.items() if kk != "workdir"} for k, v in train_recs.items()},
+            **({"latent_cache": cache} if cache is not None else {}),
             "eval": doc, "wall_seconds": round(time.time() - t0, 1), "hardware": hardware(),
             "command": f"python -m launch.ablate {self.study} --scale {self.scale}"}
 
@@ -314,6 +328,108 @@ class Sweep:
     if curves:
       report.line_plot(os.path.join(self.out, "loss_curves.png"), curves, title=f"{self.study}: training loss")
     report.bar_plot(os.path.join(self.out, "metrics.png"), metrics, arms, vals, title=f"{self.study} ({self.scale})")
+
+
+# ------------------------------------------------------------------------------------------ latent caching
+def _needs_latent_cache(config) -> bool:
+  """A config that reads cached posteriors from ArrayRecord streams without a path yet (``latent_caching``)."""
+  d = config.data
+  if d.get("latents", {}).get("source", "") != "cached":
+    return False
+  return any(int(d[k].batch_size) > 0 and d[k].get("source", "") == "arrayrecord" and not d[k].get("path", "")
+             for k in ("t2i", "mmu"))
+
+
+def build_latent_cache(config, cache_dir: str, batch_size: int = 16) -> dict:
+  """Encode the procedural records of every cached image stream with the Wan VAE
+  (``showo_jax.tools.cache_latents.encode_records``) into ``cache_dir/<stream>/`` and return
+  ``{"config": config reading them, "seconds": ..., "streams": {stream: {records, seconds, bytes}}}``.
+
+  The cache holds exactly the records the on-the-fly arm would draw: the pipeline seeds stream ``k``'s source
+  with ``data.seed + 1000 * id(k)``, while ``encode_records`` seeds it with ``data.seed``, so the encoder
+  gets a copy whose ``data.seed`` is shifted by that offset (the pixel transforms do not use the seed). With
+  the same ``num_records`` and shuffle seed, both arms then see the same records in the same order; only the
+  posterior noise ε comes from a different generator (host numpy for cached records, a jax key per step on
+  the fly). A stream directory is renamed into place when complete, so a killed build restarts cleanly.
+  """
+  import shutil
+  from showo_jax.data import pipeline, sources
+  from showo_jax.eval import runs
+  from showo_jax.tools import cache_latents
+  from configs import common
+  c = runs.config_from_json(json.loads(config.to_json_best_effort()))
+  n = int(c.data.num_records)
+  streams = {}
+  for kind in ("t2i", "mmu"):
+    scfg = c.data[kind]
+    if int(scfg.batch_size) <= 0 or scfg.get("source", "") != "arrayrecord" or scfg.get("path", ""):
+      continue
+    out = os.path.join(cache_dir, kind)
+    meta_path = os.path.join(cache_dir, f"{kind}.json")
+    if not (os.path.isdir(out) and os.path.exists(meta_path)):
+      enc = runs.config_from_json(json.loads(config.to_json_best_effort()))
+      enc.data.seed = int(c.data.seed) + 1000 * pipeline._STREAM_IDS[kind]
+      enc.data[kind].source = "procedural"
+      tmp = out + ".tmp"
+      shutil.rmtree(tmp, ignore_errors=True)
+      t0 = time.time()
+      paths = sources.write_arrayrecord(
+          cache_latents.encode_records(enc, kind, limit=n, batch_size=batch_size), os.path.join(tmp, kind))
+      secs = time.time() - t0
+      shutil.rmtree(out, ignore_errors=True)
+      os.replace(tmp, out)
+      size = sum(os.path.getsize(os.path.join(out, os.path.basename(p))) for p in paths)
+      json.dump({"records": n, "seconds": round(secs, 2), "bytes": size}, open(meta_path, "w"))
+    streams[kind] = json.load(open(meta_path))
+    scfg.path = out
+  return {"config": common.lock(c), "dir": cache_dir, "streams": streams,
+          "seconds": round(sum(v["seconds"] for v in streams.values()), 2)}
+
+
+def input_seconds(config, steps: int = 20, warmup: int = 3) -> dict:
+  """Median seconds per step of the input pipeline alone (host batch + Wan VAE encoding when latents are
+  encoded on the fly), and of the encoding by itself; blocked on the result, so asynchronous dispatch does
+  not hide the encoder."""
+  import jax
+  import numpy as np
+  from showo_jax.data import pipeline
+  data = pipeline.build(config)
+  total, encode = [], []
+  try:
+    for i in range(warmup + steps):
+      t0 = time.perf_counter()
+      b = data.next_host()
+      t1 = time.perf_counter()
+      if "pixels" in b:
+        z = data._vae_encode(jax.numpy.asarray(b["pixels"]), jax.numpy.asarray(b["batch_index"]))
+      else:
+        z = jax.numpy.asarray(b["latents"])
+      jax.block_until_ready(z)
+      t2 = time.perf_counter()
+      if i >= warmup:
+        total.append(t2 - t0)
+        encode.append(t2 - t1 if "pixels" in b else 0.0)
+  finally:
+    data.close()
+  return {"input_s_per_step": float(np.median(total)), "encode_s_per_step": float(np.median(encode))}
+
+
+def speed_eval(config, workdir: str, cache: dict | None) -> dict:
+  """The ``speed`` suite (``latent_caching``): training throughput from the train loop's ``metrics.jsonl``
+  (median ``step_time_s`` over the log points after the compiling first step), the input pipeline's own
+  cost per step (:func:`input_seconds`), the one-off cache build and the final loss."""
+  import numpy as np
+  t0 = time.time()
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  step_times = [float(r["step_time_s"]) for r in rows if "step_time_s" in r]
+  s_per_step = float(np.median(step_times)) if step_times else float("nan")
+  inp = input_seconds(config)
+  last = max(rows, key=lambda r: int(r["step"]))
+  metrics = {"steps_per_s": 1.0 / s_per_step, "s_per_step": s_per_step, **inp,
+             "cache_build_s": float(cache["seconds"]) if cache else 0.0,
+             "final_loss": float(last.get("loss", float("nan")))}
+  return {"metrics": metrics, "details": {"step_time_s": step_times, "log_points": len(step_times)},
+          "seconds": round(time.time() - t0, 2)}
 
 
 def evaluate(config, workdir: str, samples_dir: str, study) -> dict:

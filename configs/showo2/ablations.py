@@ -433,12 +433,34 @@ def flow_alpha_2(c):
   return c
 
 
+def _latent_caching_base(c):
+  """Both arms read Wan VAE latents (16 channels, 8x spatial); at toy scale the tiny-width Wan VAE (random
+  init: the study measures speed, and both arms see the same encoder) at 32 px → a 4x4 latent grid, patch 1
+  (16 image tokens). ``num_records`` = exactly the records the run consumes, so the cache holds the whole
+  stream and both arms draw the same records in the same shuffled order (the cache is written in source
+  order; ``launch/ablate.py`` builds it before training the cached arm)."""
+  c.data.latents.source = "vae"
+  if c.ablation.scale == "full":
+    return c
+  c.data.latents.vae_preset = "tiny"
+  res = int(c.data.resolution)
+  grid = res // 8                       # Wan2.1 spatial factor (pipeline.VAE_FACTOR)
+  for key, value in (("image_latent_dim", 16), ("flow_head.out_channels", 16), ("patch_size", 1),
+                     ("flow_head.patch_size", 1), ("image_latent_height", grid), ("image_latent_width", grid),
+                     ("semantic.num_positions", grid * grid)):
+    _set_override(c, key, value)
+  c.loss.transport_seq_len = grid * grid + 1
+  c.data.max_seq_length = -(-(grid * grid + 32) // 32) * 32
+  c.data.num_records = int(c.total_steps) * max(int(c.data.t2i.batch_size), int(c.data.mmu.batch_size))
+  c.log.every = 5
+  return c
+
+
 STUDIES["latent_caching"] = Study(
     "latent_caching", "extra", "Training speed with VAE latents computed on the fly vs read from a cache "
     "(same model and data; the metric is steps/s).", "stage1", ("latents_on_the_fly", "latents_cached"),
-    ("steps_per_s",),
-    needs="the sweep runner to build the arm's latent cache first (python -m showo_jax.tools.cache_latents "
-          "writes it; launch/ablate.py does not call it yet, so the cached arm has no data path)")
+    ("steps_per_s", "s_per_step", "input_s_per_step", "encode_s_per_step", "cache_build_s", "final_loss"),
+    base_fn=_latent_caching_base, suite="speed")
 
 
 def _vae_latents(c):
