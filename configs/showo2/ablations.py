@@ -470,10 +470,9 @@ def _vae_latents(c):
   return c
 
 
-@arm("latent_caching", "extra: Wan VAE encoding on the fly (data.latents.source = 'vae')",
-     ("data.latents.source", "data.latents.vae_preset"))
+@arm("latent_caching", "extra: Wan VAE encoding on the fly (data.latents.source = 'vae'; = the study base)")
 def latents_on_the_fly(c):
-  return _vae_latents(c)
+  return _vae_latents(c)            # the base already encodes on the fly: no diff
 
 
 @arm("latent_caching", "extra: cached Wan posteriors (data.latents.source = 'cached')",

@@ -34,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 
 DEFAULTS = dict(seed=20_250, guidance_scale=5.0, num_steps=25, shift=3.0, prompts_per_category=8, num_vqa=32,
-                num_captions=32, num_heldout=32, batch_size=16, max_new_tokens=24)
+                num_captions=32, num_heldout=32, batch_size=16, max_new_tokens=24, timesteps=18)
 
 
 def settings(run, overrides: dict | None = None) -> dict:
@@ -88,11 +88,15 @@ def save_grid(path: str, images: np.ndarray, cols: int = 8, scale: int = 2) -> s
 # ------------------------------------------------------------------------------------------ suites
 def suite_t2i(run, s: dict, out_dir: str = "") -> dict:
   from showo_jax.eval import t2i
-  if run.family != "showo2":
+  if run.family == "showo":            # Show-o v1: MaskGIT (``timesteps``; ``guidance_scale`` 0 = no CFG)
+    res = t2i.t2i_showo_v1(run, per_kind=int(s["prompts_per_category"]), guidance_scale=float(s["guidance_scale"]),
+                           timesteps=int(s["timesteps"]), seed=int(s["seed"]), batch_size=int(s["batch_size"]))
+  elif run.family != "showo2":
     return {"metrics": {}, "details": {"skipped": f"no T2I sampler for family {run.family!r}"}}
-  res = t2i.t2i_showo2(run, per_kind=int(s["prompts_per_category"]), guidance_scale=float(s["guidance_scale"]),
-                       num_steps=int(s["num_steps"]), shift=float(s["shift"]), seed=int(s["seed"]),
-                       batch_size=int(s["batch_size"]))
+  else:
+    res = t2i.t2i_showo2(run, per_kind=int(s["prompts_per_category"]), guidance_scale=float(s["guidance_scale"]),
+                         num_steps=int(s["num_steps"]), shift=float(s["shift"]), seed=int(s["seed"]),
+                         batch_size=int(s["batch_size"]))
   details = {"prompts": [p.caption for p in res["prompts"]]}
   if out_dir:
     k = len(t2i.PROMPT_KINDS)

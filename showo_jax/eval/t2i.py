@@ -224,12 +224,13 @@ def t2v_showo2(run, *, num_prompts: int = 16, guidance_scale: float = 5.0, num_s
 # ------------------------------------------------------------------------------------------ Show-o v1
 def generate_showo_v1(model, magvit, text_ids: Sequence[Sequence[int]], *, max_text_len: int,
                       guidance_scale: float = 1.75, timesteps: int = 18, seed: int = 0, batch_size: int = 16,
-                      cond_dropout_prob: float = 0.0) -> np.ndarray:
+                      cond_dropout_prob: float = 0.0, decode=None) -> np.ndarray:
   """Show-o v1 MaskGIT T2I: tokenized prompts → MAGVIT-v2 codes → uint8 images ``[n, H, W, 3]``.
 
   ``text_ids`` are already tokenized (the v1 text tokenizer is the caller's); rows are
   ``prompting_v1.UniversalPrompting.t2i_gen_prompt`` with all image positions ``[MASK]``; the null rows
-  (CFG) are the empty prompt.
+  (CFG) are the empty prompt. ``decode``: ``codes [b, N] -> uint8 [b, H, W, 3]`` in place of the MAGVIT-v2
+  decoder (:func:`code_mean_decoder` for the toy's random-init tokenizer).
   """
   import jax.numpy as jnp
   from showo_jax import maskgit
@@ -250,9 +251,106 @@ def generate_showo_v1(model, magvit, text_ids: Sequence[Sequence[int]], *, max_t
                                  key=jax.random.fold_in(jax.random.key(seed), a), timesteps=timesteps,
                                  guidance_scale=guidance_scale)
     codes = jnp.clip(codes, 0, cfg.codebook_size - 1)
+    if decode is not None:
+      out.append(np.asarray(decode(np.asarray(codes)))[:b - a])
+      continue
     pixels = magvit.decode_code(codes, (side, side))
     out.append(np.asarray(magvit2.to_uint8(pixels))[:b - a])
   return np.concatenate(out, axis=0)
+
+
+def code_mean_decoder(magvit, resolution: int, *, num_images: int = 512, seed: int = 7_001,
+                      batch_size: int = 64):
+  """A decoder fitted to a frozen MAGVIT-v2 encoder: code ``k`` → the mean pixel patch of every encoder patch
+  that received code ``k`` on ``num_images`` procedural T2I renders (unused codes → black).
+
+  Why: the toy v1 runs use a *random-init* MAGVIT-v2 (no pretrained weights offline), whose decoder is not an
+  inverse of its encoder, so decoding generated codes through it yields noise the checker cannot read. The
+  per-code mean is the least-squares inverse of the encoder's quantisation given the data (the v1 analogue of
+  the Show-o2 toy's fitted patch codec); it keeps what the codes carry (mostly colour / brightness per 8x8
+  patch), which is all a 6-bit code of a random encoder can carry. Returns ``codes [b, N] -> uint8 [b, H, W, 3]``.
+  """
+  import jax.numpy as jnp
+  from showo_jax.data import sources, transforms
+  src = sources.make_source("t2i", {"source": "procedural"}, seed=seed, size=int(resolution), num_records=num_images)
+  f = 8                                 # MAGVIT-v2 (toy and real) downsamples by 8
+  side = int(resolution) // f
+  C = 2 ** int(magvit.cfg.codebook_dim)
+  sums = np.zeros((C, f, f, 3), np.float64)
+  counts = np.zeros((C,), np.int64)
+  get_code = jax.jit(lambda x: magvit.get_code(x))
+  for a, b in _batches(num_images, batch_size):
+    x = np.stack([transforms.to_unit_range(transforms.decode_image(src[i]["image"])) for i in range(a, b)])
+    codes = np.asarray(get_code(jnp.asarray(x, jnp.float32))).reshape(-1)
+    patches = x.reshape(b - a, side, f, side, f, 3).transpose(0, 1, 3, 2, 4, 5).reshape(-1, f, f, 3)
+    np.add.at(sums, codes, patches)
+    np.add.at(counts, codes, 1)
+  means = np.where(counts[:, None, None, None] > 0, sums / np.maximum(counts, 1)[:, None, None, None], -1.0)
+  table = np.clip(np.round((means + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+  def decode(codes: np.ndarray) -> np.ndarray:
+    codes = np.asarray(codes)
+    p = table[codes].reshape(codes.shape[0], side, side, f, f, 3)
+    return p.transpose(0, 1, 3, 2, 4, 5).reshape(codes.shape[0], side * f, side * f, 3)
+
+  decode.used_codes = int((counts > 0).sum())
+  return decode
+
+
+def t2i_showo_v1(run, *, per_kind: int = 12, guidance_scale: float = 1.75, timesteps: int = 18,
+                 seed: int = EVAL_SEED, batch_size: int = 16) -> dict:
+  """Generate the held-out prompt set with a Show-o v1 (``model_family = "showo"``) run by MaskGIT and score
+  it with the same checker and prompt-blind control as Show-o2: ``{"metrics", "images", "prompts"}``.
+
+  Text ids come from the run's v1 tokenizer (``data/pipeline_v1.TextTokenizer``) with the training text
+  budget; codes are decoded by the run's MAGVIT-v2 when it has converted weights, else by
+  :func:`code_mean_decoder` of its random-init toy tokenizer."""
+  from showo_jax.data import pipeline_v1
+  d = run.config.data
+  tok = pipeline_v1.TextTokenizer(d.tokenizer, d.get("tokenizer_file", ""))
+  res = int(d.resolution)
+  magvit = pipeline_v1.load_image_tokenizer(d.image_tokenizer, res)
+  decode = code_mean_decoder(magvit, res) if not d.image_tokenizer.get("path", "") else None
+  prompts = geneval_prompts(per_kind, seed)
+  ids = [tok.encode(p.caption) for p in prompts]
+  # Codes first (one MaskGIT pass), then pixels: the code-space scores below need the codes themselves.
+  codes = generate_showo_v1(run.model, magvit, ids, max_text_len=int(d.max_seq_length),
+                            guidance_scale=guidance_scale, timesteps=timesteps, seed=seed, batch_size=batch_size,
+                            decode=lambda c: c)
+  images = decode(codes) if decode is not None else _magvit_decode(magvit, codes)
+  metrics = evaluate_t2i(list(images), prompts)
+  metrics.update({f"control_{k}": v for k, v in prompt_blind_control(list(images), prompts).items()})
+  metrics.update(_code_space_scores(magvit, decode, prompts, codes, res, int(run.model.cfg.codebook_size)))
+  return {"metrics": metrics, "images": images, "prompts": prompts}
+
+
+def _magvit_decode(magvit, codes: np.ndarray) -> np.ndarray:
+  import jax.numpy as jnp
+  from showo_jax.models import magvit2
+  side = int(round(codes.shape[1] ** 0.5))
+  return np.asarray(magvit2.to_uint8(magvit.decode_code(jnp.asarray(codes), (side, side))))
+
+
+def _code_space_scores(magvit, decode, prompts, codes: np.ndarray, res: int, codebook_size: int) -> dict:
+  """Scores in the tokenizer's code space, for toy runs whose decoded samples the checker cannot read.
+
+  * ``tokenizer_ceiling_overall``: the checker on oracle renders of the prompts passed through the tokenizer
+    (encode → decode): the best GenEval overall any model of this tokenizer can reach.
+  * ``code_hist_match``: histogram intersection (in [0, 1], layout-free) between the codes of a prompt's
+    sample and the codes of that prompt's oracle render; ``control_code_hist_match``: the same samples against
+    the oracle of another prompt of the same kind (the prompt-blind control, as for GenEval).
+  """
+  import jax.numpy as jnp
+  oracle = np.stack([render_prompt(p.spec, res, seed=i) for i, p in enumerate(prompts)])
+  ocodes = np.asarray(jax.jit(lambda x: magvit.get_code(x))(jnp.asarray(oracle.astype(np.float32) / 127.5 - 1.0)))
+  recon = decode(ocodes) if decode is not None else _magvit_decode(magvit, ocodes)
+  out = {"tokenizer_ceiling_overall": evaluate_t2i(list(recon), prompts)["overall"]}
+  hist = lambda c: np.bincount(np.asarray(c).reshape(-1), minlength=codebook_size) / max(1, np.asarray(c).size)
+  match = lambda a, b: float(np.minimum(hist(a), hist(b)).sum())
+  rot = within_kind_rotation(prompts)
+  out["code_hist_match"] = float(np.mean([match(codes[i], ocodes[i]) for i in range(len(prompts))]))
+  out["control_code_hist_match"] = float(np.mean([match(codes[i], ocodes[rot[i]]) for i in range(len(prompts))]))
+  return out
 
 
 # ------------------------------------------------------------------------------------------ real benchmarks
