@@ -12,6 +12,10 @@ Each arm trains through the shared train loop (``showo_jax.train.loop``; Show-o 
 with the study's suite (``showo_jax.eval.suites``). Arms whose configs differ only in ``eval.*`` (Tab.11)
 share one training run. Derived runs: ``followup`` (a second stage started from the arm's final parameters,
 Tab.12) and ``pretrain`` (a text-only LLM warm-up that initialises the arm, Tab.13), each trained once.
+Arms that read cached latents (``latent_caching``) get their ArrayRecords of Wan VAE posteriors written first
+(:func:`build_latent_cache`, with ``showo_jax.tools.cache_latents``) into ``<work>/<study>/latent_cache_<key>``;
+the ``speed`` suite reports their training throughput. Show-o v1 T2I configs (``model_family = "showo"``,
+``v1_maskgit``) train through ``data/pipeline_v1.py`` and are sampled by MaskGIT in the ``t2i`` suite.
 
 Outputs (small files only, meant to be committed): ``results/<study>/<arm>.json`` (metrics, settings, the
 config diff against the study base, training wall time, a subsampled loss curve, hardware), ``README.md`` (the

@@ -3,8 +3,8 @@ resolution, MaskGIT steps and guidance (Show-o paper; README images ``docs/show-
 ``docs/show-o-ablation.png``, numbers in spec ``showo.md`` §10).
 
 Same pattern as ``configs/showo2/ablations.py`` (``ARMS``, ``STUDIES``, ``ABLATIONS = {name: fn(cfg)}``,
-``get_config("<arm>,scale=tiny")``). There is no Show-o v1 training recipe in ``configs/showo/`` yet, so the
-base here is the **understanding** setup the representation study needs, ``model_family = "showo_v1_und"``:
+``get_config("<arm>,scale=tiny")``). ``v1_maskgit`` starts from the v1 T2I pre-training recipe
+(:func:`build_t2i_base`); the other studies share the **understanding** base, ``model_family = "showo_v1_und"``:
 Show-o's Phi LM answers procedural VQA questions about an image given as
 
 * ``discrete_magvit``: MAGVIT-v2 LFQ codes as tokens of the unified vocabulary (Show-o),
