@@ -349,15 +349,13 @@ def build_latent_cache(config, cache_dir: str, batch_size: int = 16) -> dict:
   (``showo_jax.tools.cache_latents.encode_records``) into ``cache_dir/<stream>/`` and return
   ``{"config": config reading them, "seconds": ..., "streams": {stream: {records, seconds, bytes}}}``.
 
-  The cache holds exactly the records the on-the-fly arm would draw: the pipeline seeds stream ``k``'s source
-  with ``data.seed + 1000 * id(k)``, while ``encode_records`` seeds it with ``data.seed``, so the encoder
-  gets a copy whose ``data.seed`` is shifted by that offset (the pixel transforms do not use the seed). With
-  the same ``num_records`` and shuffle seed, both arms then see the same records in the same order; only the
-  posterior noise ε comes from a different generator (host numpy for cached records, a jax key per step on
-  the fly). A stream directory is renamed into place when complete, so a killed build restarts cleanly.
+  The cache holds exactly the records the on-the-fly arm would draw (``encode_records`` builds its source with
+  ``pipeline.stream_source``, as training does). With the same ``num_records`` and shuffle seed, both arms
+  see the same records in the same order; only the posterior noise ε comes from a different generator (host
+  numpy for cached records, a jax key per step on the fly). A stream directory is renamed into place when complete, so a killed build restarts cleanly.
   """
   import shutil
-  from showo_jax.data import pipeline, sources
+  from showo_jax.data import sources
   from showo_jax.eval import runs
   from showo_jax.tools import cache_latents
   from configs import common
@@ -372,7 +370,6 @@ def build_latent_cache(config, cache_dir: str, batch_size: int = 16) -> dict:
     meta_path = os.path.join(cache_dir, f"{kind}.json")
     if not (os.path.isdir(out) and os.path.exists(meta_path)):
       enc = runs.config_from_json(json.loads(config.to_json_best_effort()))
-      enc.data.seed = int(c.data.seed) + 1000 * pipeline._STREAM_IDS[kind]
       enc.data[kind].source = "procedural"
       tmp = out + ".tmp"
       shutil.rmtree(tmp, ignore_errors=True)

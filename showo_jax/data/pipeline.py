@@ -364,6 +364,21 @@ def _num_slots(data_cfg, kinds) -> int:
   return m
 
 
+
+def stream_source(d, kind: str):
+  """The record source of stream ``kind`` exactly as training reads it (seed, size, ``min_res`` filter).
+
+  The seed is ``data.seed + 1000 * stream id``, fixed per kind so that enabling a stream never reseeds the
+  others; ``tools/cache_latents`` builds its source here too, so a latent cache holds the very records the
+  on-the-fly pipeline would draw.
+  """
+  scfg = d[kind]
+  src = sources.make_source(kind, scfg, seed=d.seed + 1000 * _STREAM_IDS[kind], size=int(d.procedural_size),
+                            num_records=int(d.num_records))
+  if scfg.get("min_res", 0) and kind in ("t2i", "mmu"):
+    src = _MinResSource(src, scfg.min_res)
+  return src
+
 def build(config, model_cfg=None, *, text_only: bool | None = None, process_index: int | None = None,
           process_count: int | None = None) -> Data:
   """The configured pipeline for this process (``config.data``); see the module docstring.
@@ -393,11 +408,8 @@ def build(config, model_cfg=None, *, text_only: bool | None = None, process_inde
   streams = []
   for kind in kinds:
     scfg = d[kind]
-    sid = _STREAM_IDS[kind]          # fixed per kind: enabling a stream never reseeds the others
-    src = sources.make_source(kind, scfg, seed=d.seed + 1000 * sid, size=int(d.procedural_size),
-                              num_records=int(d.num_records))
-    if scfg.get("min_res", 0) and kind in ("t2i", "mmu"):
-      src = _MinResSource(src, scfg.min_res)
+    sid = _STREAM_IDS[kind]
+    src = stream_source(d, kind)
     records = grain.MapDataset.source(src)
     if d.shuffle:
       records = records.shuffle(seed=d.seed + 17 * (sid + 1))

@@ -10,7 +10,8 @@ prompts come from the procedural grammar (``data/procedural.py``) and the determ
   Every prompt fits the canvas (the grammar's sizes guarantee 4 objects fit).
 * :func:`generate_showo2` runs the Show-o2 flow sampler (``sampling/ode.py``: CFG with null prompts, Euler
   ODE with the time shift, prompt-prefix reuse) and decodes the latents with the run's codec.
-* :func:`generate_showo_v1` runs Show-o v1 MaskGIT (``maskgit.t2i_generate``) and decodes MAGVIT-v2 codes.
+* :func:`generate_codes_showo_v1` runs Show-o v1 MaskGIT (``maskgit.t2i_generate``); :func:`t2i_showo_v1`
+  decodes and scores the codes.
 * :func:`evaluate_t2i` / :func:`evaluate_t2v` score images / clips (``checker.evaluate_t2i`` / ``evaluate_video``,
   plus accuracy per prompt kind).
 
@@ -222,24 +223,22 @@ def t2v_showo2(run, *, num_prompts: int = 16, guidance_scale: float = 5.0, num_s
 
 
 # ------------------------------------------------------------------------------------------ Show-o v1
-def generate_showo_v1(model, magvit, text_ids: Sequence[Sequence[int]], *, max_text_len: int,
-                      guidance_scale: float = 1.75, timesteps: int = 18, seed: int = 0, batch_size: int = 16,
-                      cond_dropout_prob: float = 0.0, decode=None) -> np.ndarray:
-  """Show-o v1 MaskGIT T2I: tokenized prompts → MAGVIT-v2 codes → uint8 images ``[n, H, W, 3]``.
+def generate_codes_showo_v1(model, text_ids: Sequence[Sequence[int]], *, max_text_len: int,
+                            guidance_scale: float = 1.75, timesteps: int = 18, seed: int = 0, batch_size: int = 16,
+                            cond_dropout_prob: float = 0.0) -> np.ndarray:
+  """Show-o v1 MaskGIT T2I: tokenized prompts → MAGVIT-v2 codes ``[n, N]`` (decode with :func:`_magvit_decode`
+  or :func:`code_mean_decoder`; the code-space scores need the codes themselves).
 
   ``text_ids`` are already tokenized (the v1 text tokenizer is the caller's); rows are
   ``prompting_v1.UniversalPrompting.t2i_gen_prompt`` with all image positions ``[MASK]``; the null rows
-  (CFG) are the empty prompt. ``decode``: ``codes [b, N] -> uint8 [b, H, W, 3]`` in place of the MAGVIT-v2
-  decoder (:func:`code_mean_decoder` for the toy's random-init tokenizer).
+  (CFG) are the empty prompt.
   """
   import jax.numpy as jnp
   from showo_jax import maskgit
   from showo_jax.data import prompting_v1
-  from showo_jax.models import magvit2
   cfg = model.cfg
   up = prompting_v1.UniversalPrompting(cfg.token_ids, max_text_len, cond_dropout_prob=cond_dropout_prob)
   n = cfg.num_vq_tokens
-  side = int(round(n ** 0.5))
   out = []
   text_ids = [list(t) for t in text_ids]
   for a, b in _batches(len(text_ids), batch_size):
@@ -250,12 +249,7 @@ def generate_showo_v1(model, magvit, text_ids: Sequence[Sequence[int]], *, max_t
     codes = maskgit.t2i_generate(model, jnp.asarray(cond), None if uncond is None else jnp.asarray(uncond),
                                  key=jax.random.fold_in(jax.random.key(seed), a), timesteps=timesteps,
                                  guidance_scale=guidance_scale)
-    codes = jnp.clip(codes, 0, cfg.codebook_size - 1)
-    if decode is not None:
-      out.append(np.asarray(decode(np.asarray(codes)))[:b - a])
-      continue
-    pixels = magvit.decode_code(codes, (side, side))
-    out.append(np.asarray(magvit2.to_uint8(pixels))[:b - a])
+    out.append(np.asarray(jnp.clip(codes, 0, cfg.codebook_size - 1))[:b - a])
   return np.concatenate(out, axis=0)
 
 
@@ -313,10 +307,9 @@ def t2i_showo_v1(run, *, per_kind: int = 12, guidance_scale: float = 1.75, times
   decode = code_mean_decoder(magvit, res) if not d.image_tokenizer.get("path", "") else None
   prompts = geneval_prompts(per_kind, seed)
   ids = [tok.encode(p.caption) for p in prompts]
-  # Codes first (one MaskGIT pass), then pixels: the code-space scores below need the codes themselves.
-  codes = generate_showo_v1(run.model, magvit, ids, max_text_len=int(d.max_seq_length),
-                            guidance_scale=guidance_scale, timesteps=timesteps, seed=seed, batch_size=batch_size,
-                            decode=lambda c: c)
+  codes = generate_codes_showo_v1(run.model, ids, max_text_len=int(d.max_seq_length),
+                                  guidance_scale=guidance_scale, timesteps=timesteps, seed=seed,
+                                  batch_size=batch_size)
   images = decode(codes) if decode is not None else _magvit_decode(magvit, codes)
   metrics = evaluate_t2i(list(images), prompts)
   metrics.update({f"control_{k}": v for k, v in prompt_blind_control(list(images), prompts).items()})

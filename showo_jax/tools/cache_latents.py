@@ -31,9 +31,7 @@ def encode_records(config, stream: str, *, shard_index: int = 0, num_shards: int
   if d.latents.source == "patch":
     raise ValueError("cache_latents encodes with the Wan VAE: set data.latents.source to 'vae' or 'cached'")
   geom = pipeline.geometry_of(d)
-  src = sources.make_source(stream, scfg, seed=d.seed, size=int(d.procedural_size), num_records=int(d.num_records))
-  if scfg.get("min_res", 0) and stream in ("t2i", "mmu"):
-    src = pipeline._MinResSource(src, scfg.min_res)
+  src = pipeline.stream_source(d, stream)   # the records (and order) training would read
   tr = pipeline.StreamTransform(stream, scfg, d, geom, None, 1, d.seed)   # pixels only: no tokenizer
   enc = pipeline.vae_encode_fn(d.latents.vae_path, d.latents.vae_preset, d.latents.vae_dtype)
 
