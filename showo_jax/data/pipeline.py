@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from showo_jax import rows as rows_lib
 from showo_jax import sharding
 from showo_jax.data import sequence, sources, transforms
 
@@ -320,6 +321,7 @@ class DataInfo:
   global_shapes: dict        # key -> jax.ShapeDtypeStruct of the global (post-encoding) batch
   streams: tuple[str, ...]
   stream_sizes: dict         # kind -> (records per epoch, global rows per step)
+  row_types: tuple[str, ...] | None = None   # per-row data types of every global batch (concat mixture only)
 
   def epoch_steps(self, kind: str) -> int:
     """Steps of one epoch of ``kind`` (stage 2's ``len(mmu) // (bs_mmu · n_gpu)``)."""
@@ -437,8 +439,10 @@ def build(config, model_cfg=None, *, text_only: bool | None = None, process_inde
     if d.latents.source == "vae":
       vae_encode = make_vae_encoder(d.latents, geom, video, config.seed)
   global_shapes = {k: jax.ShapeDtypeStruct(s, t) for k, (s, t) in shapes.items()}
+  # concat: every step has the same row layout, which the loss may use to skip rows (showo_jax/rows.py)
+  row_types = rows_lib.concat_layout([(s.kind, s.batch_size) for s in streams]) if d.mixture == "concat" else None
   info = DataInfo(B, host.local_batch, L, num_slots, geom, video, tok, global_shapes, tuple(kinds),
-                  {s.kind: (s.length, s.batch_size) for s in streams})
+                  {s.kind: (s.length, s.batch_size) for s in streams}, row_types)
   return Data(iterator, info, vae_encode)
 
 

@@ -43,7 +43,7 @@ visual block or a ``(0, 0)`` slot's time token (true for T2I prompts).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +51,7 @@ from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from showo_jax import masks as masks_lib
+from showo_jax import rows as rows_lib
 from showo_jax import sharding
 from showo_jax.models import flow_head as fh
 from showo_jax.models import fusion, layers
@@ -293,7 +294,8 @@ class Showo2(nnx.Module):
                t: Float[Array, "n"] | None = None, modality_positions: Int[Array, "b m 2"] | None = None, *,
                mask: masks_lib.MaskSpec | None = None, cache: Showo2Cache | None = None,
                compute_logits: bool = True, compute_flow: bool | None = None,
-               first_frame_as_cond: bool = False, return_intermediates: bool = False) -> Showo2Output:
+               first_frame_as_cond: bool = False, return_intermediates: bool = False,
+               logit_rows: Sequence[int] | None = None, flow_rows: Sequence[int] | None = None) -> Showo2Output:
     """Forward pass; see the module docstring.
 
     Args:
@@ -309,10 +311,15 @@ class Showo2(nnx.Module):
         runs unmodulated, which is how a prompt prefix fills the flow-head cache.
       first_frame_as_cond: zero the velocity of latent frame 0 (image-to-video).
       return_intermediates: also return the fixture hook points in ``Showo2Output.intermediates``.
+      logit_rows / flow_rows: static batch-row subsets (tuples of ints, ``showo_jax.rows``): the LM head /
+        the flow head then run on those rows only, and ``logits`` / ``v_tokens`` / ``v_pred`` hold just them
+        (``v_pred`` for their slots, in order). Training uses this to skip rows its losses never read.
     """
     cfg = self.cfg
     b, l = text_tokens.shape
     compute_flow = (latents is not None or cache is not None) if compute_flow is None else compute_flow
+    if cache is not None and (logit_rows is not None or flow_rows is not None):
+      raise ValueError("logit_rows / flow_rows are for full-sequence (training) calls, not with a cache")
     if cache is not None and not compute_flow:
       raise ValueError("with a Showo2Cache the flow head must run too (compute_flow=True), so that the LLM "
                        "and flow-head caches cover the same positions")
@@ -345,13 +352,24 @@ class Showo2(nnx.Module):
     if inter is not None:
       inter["llm_inputs_embeds"] = embeds
     out = self.showo(inputs_embeds=embeds, mask=mask, cache=None if cache is None else cache.llm,
-                     compute_logits=compute_logits)
+                     compute_logits=compute_logits and logit_rows is None)
     last = out.last_hidden_state
+    logits = out.logits
+    if compute_logits and logit_rows is not None:
+      logits = self.showo.logits(rows_lib.take(last, logit_rows)) if len(logit_rows) else None
     if inter is not None:
       inter["llm_last_hidden_states"] = last
 
     v_tokens = v_pred = None
     new_flow = None
+    if compute_flow and flow_rows is not None:
+      if not len(flow_rows):
+        compute_flow = False
+      else:   # the flow head sees only these rows: their hidden states, masks, slots and time embeddings
+        slots = rows_lib.slots_of(flow_rows, modality_positions.shape[1])
+        last, mask, modality_positions = rows_lib.take((last, mask, modality_positions), flow_rows)
+        latents, time_embeds = rows_lib.take((latents, time_embeds), slots)   # None stays None
+        b = len(flow_rows)
     if compute_flow:
       h = last if self.diff_proj is None else fh.sequential(self.diff_proj, last)
       if inter is not None:
@@ -382,5 +400,5 @@ class Showo2(nnx.Module):
     new_cache = None
     if cache is not None:
       new_cache = Showo2Cache(out.cache, new_flow if new_flow is not None else cache.flow)
-    return Showo2Output(logits=out.logits, v_pred=v_pred, v_tokens=v_tokens, last_hidden=last, cache=new_cache,
-                        intermediates=inter)
+    return Showo2Output(logits=logits, v_pred=v_pred, v_tokens=v_tokens, last_hidden=out.last_hidden_state,
+                        cache=new_cache, intermediates=inter)

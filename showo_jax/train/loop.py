@@ -183,7 +183,8 @@ class Trainer:
     key = self._compute_key()
     if key not in _JIT_CACHE:
       step_fn = step_lib.make_train_step(self.layout, self.task, self.opt.tx, config.get("loss", None),
-                                         self.opt.schedules, config.optim.ema_decay if self.ema else None)
+                                         self.opt.schedules, config.optim.ema_decay if self.ema else None,
+                                         row_types=self._row_types())
       _JIT_CACHE[key] = step_lib.jit_train_step(step_fn, self.shardings, self.batch_shardings)
     self.train_step = _JIT_CACHE[key]
     # Scratch init: small models are initialised unsharded (one compile for every mesh) and then placed;
@@ -196,6 +197,23 @@ class Trainer:
     self._init_jit = _JIT_CACHE[init_key]
     self.origin = None
 
+  def _row_types(self) -> list[str] | None:
+    """The static row layout handed to the loss (``showo_jax/rows.py``), or None to run every head on every
+    row. ``loss.row_split``: ``"auto"`` (default) uses it when the batch is not split over devices (one
+    device, or tensor parallelism only): slicing rows out of a batch-sharded array makes GSPMD move
+    activations between devices, so sharded runs opt in with ``"on"``; ``"off"`` never uses it."""
+    rt = getattr(self.data.info, "row_types", None)
+    mode = (self.config.get("loss", None) or {}).get("row_split", "auto")
+    if mode not in ("auto", "on", "off"):
+      raise ValueError(f"loss.row_split must be 'auto', 'on' or 'off', got {mode!r}")
+    if rt is None or mode == "off":
+      return None
+    if mode == "auto":
+      rows = len(rt)
+      if sharding.batch_sharding(self.mesh, 1, self.rules).shard_shape((rows,))[0] != rows:
+        return None
+    return list(rt)
+
   def _compute_key(self, mesh: bool = True) -> str:
     c = config_to_json(self.config)
     for k in ("ckpt", "log", "resume", "init", "mesh"):
@@ -207,6 +225,7 @@ class Trainer:
     if mesh:
       c["_mesh"] = [str(self.mesh.devices.tolist()), list(self.mesh.axis_names), self.config.mesh.rules]
     c["_batch"] = {k: [list(v.shape), str(v.dtype)] for k, v in self.data.info.global_shapes.items()}
+    c["_row_types"] = self._row_types()
     return json.dumps(c, sort_keys=True)
 
   # -------------------------------------------------------------- state

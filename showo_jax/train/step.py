@@ -10,7 +10,7 @@ poisoned update.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -20,12 +20,18 @@ from showo_jax.train.state import Layout, TrainState
 
 
 def make_train_step(layout: Layout, task, tx: optax.GradientTransformation, loss_cfg,
-                    schedules: dict[str, Callable], ema_decay: float | None = None) -> Callable:
-  """The un-jitted step ``(state, batch) -> (state, metrics)``."""
+                    schedules: dict[str, Callable], ema_decay: float | None = None,
+                    row_types: Sequence[str] | None = None) -> Callable:
+  """The un-jitted step ``(state, batch) -> (state, metrics)``.
+
+  ``row_types``: the static per-row data types of every batch (``concat`` mixture), for tasks whose loss
+  can skip rows (``Task.row_layout``, ``showo_jax/rows.py``).
+  """
+  kw = {"row_types": tuple(row_types)} if row_types is not None and getattr(task, "row_layout", False) else {}
 
   def loss_of(params, frozen, other, batch, key):
     model = layout.merge(params, frozen, other)
-    loss, metrics = task.loss(model, batch, key, loss_cfg)
+    loss, metrics = task.loss(model, batch, key, loss_cfg, **kw)
     return loss.astype(jnp.float32), metrics
 
   def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:

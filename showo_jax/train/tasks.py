@@ -10,7 +10,9 @@ shared by all families.
   ``loss = ntp_coeff·CE(shifted) + flow_coeff·MSE``. The flow MSE is the reference's: targets patchified and
   placed at ``[o+1, o+l)`` in the model dtype, per-element mean over the placeholder-token mask minus time
   positions, understanding rows and clean-prefix spans. ``t`` is rounded to the compute dtype before the
-  model, as upstream casts it to bf16.
+  model, as upstream casts it to bf16. Given the batch's static row layout (``row_types``: concat mixture,
+  ``loss.row_split``, see ``train/loop.py``), the flow head runs only on generation rows and the LM head only
+  on rows with text labels (``showo_jax/rows.py``; same loss and gradients).
 * ``"lm"`` — the Qwen2 LM alone on text (the ``lm`` stream; also the text-only family used by tests).
 * ``"showo"`` — Show-o v1 (MTP): the v1 helper's ``maskgit.showo_loss`` wired in (see :func:`_showo_v1_task`;
   its batches come from a v1 input pipeline).
@@ -43,6 +45,8 @@ class Task:
   loss: Callable[..., tuple[jax.Array, dict]]              # (model, batch, key, loss_cfg) -> (loss, metrics)
   uses_latents: bool = True
   sampler: Callable | None = None    # optional: (model, mcfg, config, data_info, step) -> (uint8 images, captions)
+  # loss(..., row_types=...) accepts the static per-row data types of a concat batch (showo_jax/rows.py)
+  row_layout: bool = False
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -142,8 +146,9 @@ def clean_prefix(key, data_type, modality_positions, prob: float):
   return (jnp.arange(m)[None] < idx[:, None]).reshape(-1)
 
 
-def _showo2_loss(model, batch, key, loss_cfg):
+def _showo2_loss(model, batch, key, loss_cfg, row_types=None):
   from showo_jax import losses, transport
+  from showo_jax import rows as rows_lib
   x1 = batch["latents"].astype(jnp.float32)
   mp = batch["modality_positions"]
   data_type = batch["data_type"]
@@ -160,20 +165,38 @@ def _showo2_loss(model, batch, key, loss_cfg):
   xt = jnp.where(clean.reshape(bshape), x1, xt)
   t = jnp.where(clean, 1.0, t)
   t_in = t.astype(dt).astype(jnp.float32)          # upstream: t.to(bf16) before the time embedding
-  out = model(tokens, xt, t_in, mp)
-  loss_ntp, ntp_m = losses.ntp_loss(out.logits, batch["text_labels"])
+  # Static row layout (concat mixture): each head runs only on the rows its loss reads (showo_jax/rows.py).
+  split = row_types is not None
+  all_rows = tuple(range(b))
+  flow_rows = rows_lib.flow_rows(row_types, loss_cfg.und_max_t0) if split else all_rows
+  ntp_rows = rows_lib.ntp_rows(row_types) if split else all_rows
+  out = model(tokens, xt, t_in, mp, logit_rows=ntp_rows if split else None, flow_rows=flow_rows if split else None)
+  if ntp_rows:
+    loss_ntp, ntp_m = losses.ntp_loss(out.logits, rows_lib.take(batch["text_labels"], ntp_rows))
+  else:
+    loss_ntp, ntp_m = losses.ntp_loss(jnp.zeros((1, 2, 1)), jnp.full((1, 2), losses.IGNORE, jnp.int32))
   # Reference flow labels: u_t patchified, scattered at [o+1, o+l) of a zero tensor in the model dtype;
   # mask = image-placeholder tokens minus every time position, minus understanding rows (und_max_t0 == 1)
   # and minus the spans of clean-prefix images.
+  if not flow_rows:
+    return _showo2_total(loss_cfg, loss_ntp, ntp_m, *losses.flow_loss(jnp.zeros((1, 1, 1)), jnp.zeros((1, 1, 1)),
+                                                                     jnp.zeros((1, 1), bool)))
+  mp, image_masks, data_type, clean = rows_lib.take((mp, batch["image_masks"], data_type, clean.reshape(b, m)),
+                                                    flow_rows)
+  ut = rows_lib.take(ut, rows_lib.slots_of(flow_rows, m))
   targets = losses.place_targets(losses.patchify_targets(ut, model.cfg.patch_size), mp, l).astype(dt)
-  mask = losses.flow_token_mask(batch["image_masks"], mp)
+  mask = losses.flow_token_mask(image_masks, mp)
   if loss_cfg.und_max_t0 == 1.0:
     mask = mask & ~jnp.isin(data_type, jnp.asarray(UND_TYPES))[:, None]
   pos = jnp.arange(l)[None, None, :]
   o, ln = mp[..., 0:1], mp[..., 1:2]
-  in_clean = (pos >= o) & (pos < o + ln) & clean.reshape(b, m)[..., None]   # [b, m, l]
+  in_clean = (pos >= o) & (pos < o + ln) & clean[..., None]   # [b, m, l]
   mask = mask & ~jnp.any(in_clean, axis=1)
   loss_flow, flow_m = losses.flow_loss(out.v_tokens, targets, mask)
+  return _showo2_total(loss_cfg, loss_ntp, ntp_m, loss_flow, flow_m)
+
+
+def _showo2_total(loss_cfg, loss_ntp, ntp_m, loss_flow, flow_m):
   loss = loss_cfg.ntp_coeff * loss_ntp + loss_cfg.flow_coeff * loss_flow
   metrics = {"loss_ntp": loss_ntp, "loss_flow": loss_flow,
              **{f"ntp/{k}": v for k, v in ntp_m.items() if k != "ntp_loss"},
@@ -255,7 +278,7 @@ def _showo_v1_task() -> Task:
 
 TASKS: dict[str, Task | Callable[[], Task]] = {
     "showo2": Task("showo2", _showo2_config, _showo2_build, _showo2_loss, uses_latents=True,
-                   sampler=_showo2_sample_grid),
+                   sampler=_showo2_sample_grid, row_layout=True),
     "lm": Task("lm", _lm_config, _lm_build, _lm_loss, uses_latents=False),
     "showo": _showo_v1_task,     # resolved lazily: the v1 loss lives in the v1 helper's module
 }

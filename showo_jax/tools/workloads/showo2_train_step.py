@@ -5,7 +5,10 @@ Same model and batch as ``shared/bench/official_cpu.json`` → ``workloads.showo
 times (understanding rows ``t = 1``), ``0.2·NTP + 1.0·flow``, AdamW (lr 1e-4, β=(0.9, 0.999), eps 1e-8,
 wd 0) with clipping at 1.0, every parameter trainable, float32. It runs the training stack itself
 (``train.state`` layout, ``train.optim``, ``train.step`` jitted with state donation, ``train.tasks`` loss),
-not a re-implementation. ``extra`` reports tokens/s, samples/s, model TFLOP/s and MFU (``showo_jax.flops``;
+not a re-implementation, with the batch's static row layout (T2I, T2I, MMU, MMU: the flow head runs on the
+T2I rows, the LM head on the MMU rows, as ``Trainer`` does for a concat mixture on one device; sub-workload
+``no_row_split`` runs both heads on every row, like the reference). ``model_flops_per_step`` counts the
+reference's work (every head on every row), so with the row split the MFU is an effective one. ``extra`` reports tokens/s, samples/s, model TFLOP/s and MFU (``showo_jax.flops``;
 on CPU against a nominal peak, see ``flops.peak_flops``).
 """
 from __future__ import annotations
@@ -62,13 +65,16 @@ def build(name: str = "showo2_train_step") -> Workload:
   host = batch()
   gb = sharding.shard_batch(host, mesh, "fsdp")
   bsh = {k: sharding.batch_sharding(mesh, np.ndim(v), "fsdp") for k, v in host.items()}
-  step = step_lib.jit_train_step(step_lib.make_train_step(layout, task, opt.tx, loss_cfg, opt.schedules),
-                                 shardings, bsh)
   holder = {"state": state}
 
-  def run():
-    holder["state"], m = step(holder["state"], gb)
-    jax.block_until_ready(m["loss"])
+  def runner(row_types):
+    step = step_lib.jit_train_step(step_lib.make_train_step(layout, task, opt.tx, loss_cfg, opt.schedules,
+                                                            row_types=row_types), shardings, bsh)
+
+    def run():
+      holder["state"], m = step(holder["state"], gb)
+      jax.block_until_ready(m["loss"])
+    return run
 
   n_params = layout.num_params()
   fl = flops_lib.train_step_flops("showo2", cfg, host)
@@ -82,7 +88,8 @@ def build(name: str = "showo2_train_step") -> Workload:
       out.update(mfu=fl / median_s / peak, peak_flops_per_device=peak)
     return out
 
-  return Workload(run=run, shapes={"batch": fw.BATCH, "seq_len": fw.SEQ_LEN, "rows": list(fw.ROWS),
-                                   "text_lens": list(fw.TEXT_LENS), "latents": [fw.BATCH, 16, 16, 16],
-                                   "params": n_params, "loss": "0.2*ntp + 1.0*flow", "optimizer": "adamw+clip1.0"},
-                  extra=extra)
+  shapes = {"batch": fw.BATCH, "seq_len": fw.SEQ_LEN, "rows": list(fw.ROWS), "text_lens": list(fw.TEXT_LENS),
+            "latents": [fw.BATCH, 16, 16, 16], "params": n_params, "loss": "0.2*ntp + 1.0*flow",
+            "optimizer": "adamw+clip1.0", "row_split": True}
+  return Workload(run=runner(fw.ROWS), shapes=shapes, extra=extra,
+                  sub={"no_row_split": Workload(run=runner(None), shapes={**shapes, "row_split": False})})
