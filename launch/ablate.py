@@ -402,7 +402,7 @@ def input_seconds(config, steps: int = 20, warmup: int = 3) -> dict:
       b = data.next_host()
       t1 = time.perf_counter()
       if "pixels" in b:
-        z = data._vae_encode(jax.numpy.asarray(b["pixels"]), jax.numpy.asarray(b["batch_index"]))
+        z = data.encode(jax.numpy.asarray(b["pixels"]), jax.numpy.asarray(b["batch_index"]))
       else:
         z = jax.numpy.asarray(b["latents"])
       jax.block_until_ready(z)

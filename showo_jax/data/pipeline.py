@@ -345,12 +345,18 @@ class Data:
   def next_host(self) -> dict:
     return next(self.iterator)
 
+  def encode(self, pixels: jax.Array, batch_index: jax.Array) -> jax.Array:
+    """On-the-fly Wan VAE posterior sample of a ``pixels`` batch (``latents.source = "vae"`` only)."""
+    if self._vae_encode is None:
+      raise ValueError("this pipeline reads latents, it has no VAE encoder (data.latents.source != 'vae')")
+    return self._vae_encode(pixels, batch_index)
+
   def next_global(self, mesh, rules) -> dict:
     host = self.next_host()
     g = sharding.shard_batch(host, mesh, rules)
     if "pixels" in g:
       pixels = g.pop("pixels")
-      g["latents"] = self._vae_encode(pixels, g["batch_index"])
+      g["latents"] = self.encode(pixels, g["batch_index"])
     return g
 
   def close(self) -> None:

@@ -12,7 +12,6 @@ records between parallel jobs (each writes its own files).
 """
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import numpy as np
