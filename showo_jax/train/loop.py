@@ -300,6 +300,12 @@ class Trainer:
                                  peak * jax.device_count() if peak else None)
     log.info("training %s from step %d (%s) to %d; %d trainable / %d frozen parameters", self.task.name, start,
              self.origin, end, self.layout.num_params("params"), self.layout.num_params("frozen"))
+    rt = self._row_types() if getattr(self.task, "row_layout", False) else None
+    if rt is not None:
+      from showo_jax import rows as rows_lib
+      und_max_t0 = (self.config.get("loss", None) or {}).get("und_max_t0", 1.0)
+      log.info("row split (loss.row_split): flow head on %d / %d rows, LM head on %d / %d rows",
+               len(rows_lib.flow_rows(rt, und_max_t0)), len(rt), len(rows_lib.ntp_rows(rt)), len(rt))
     losses: list[float] = []
     pending: list[tuple[int, dict]] = []
     last_saved = start

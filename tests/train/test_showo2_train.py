@@ -1,6 +1,7 @@
 """Show-o2 training end to end on runlocal configs: 1 device ≡ 8 fake devices; losses fall."""
 import jax
 import numpy as np
+import pytest
 
 from configs.showo2 import stage1
 from showo_jax.train import loop
@@ -46,6 +47,30 @@ def test_one_device_equals_eight_devices(tmp_path):
     for k in ("loss", "loss_ntp", "loss_flow", "grad_norm", "param_norm", "lr/all", "ntp/ntp_tokens",
               "flow/flow_entries"):
       np.testing.assert_allclose(b[k], a[k], rtol=2e-5, err_msg=k)
+
+
+def test_row_split_on_a_sharded_batch(tmp_path):
+  """``loss.row_split = "on"`` over 8 devices (heads on row subsets of a batch-sharded array) trains like the
+  one-device run, which uses the split by default ("auto"), and like the sharded run without it."""
+  c = _config()
+  with c.unlocked():
+    c.total_steps = 1
+  one = _run(c, tmp_path / "one")
+  with c.unlocked():
+    c.mesh.num_devices, c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 0, 2, 4, 1
+    c.loss.row_split = "on"
+  on = _run(c, tmp_path / "on")
+  with c.unlocked():
+    c.loss.row_split = "off"
+  off = _run(c, tmp_path / "off")
+  np.testing.assert_allclose(on["losses"], one["losses"], rtol=2e-5)
+  np.testing.assert_allclose(off["losses"], one["losses"], rtol=2e-5)
+  for k, v in one["state"].params.items():
+    np.testing.assert_allclose(np.asarray(on["state"].params[k]), np.asarray(v), rtol=1e-4, atol=1e-6, err_msg=k)
+  with c.unlocked():
+    c.loss.row_split = "always"
+  with pytest.raises(ValueError, match="row_split"):
+    loop.Trainer(c, str(tmp_path / "bad"))
 
 
 def test_losses_fall(tmp_path):
