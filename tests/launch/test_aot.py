@@ -31,6 +31,21 @@ def test_parse_mesh():
     aot_compile.parse_mesh("data=3", {"data": 1, "fsdp": -1, "tensor": 1}, 16)
 
 
+def test_row_types_follow_the_trainer_rules():
+  """The AOT step gets the row layout exactly when the Trainer would use it (concat mixture; "auto" only on an
+  unsharded batch; "on" forces it), scaled to the global batch."""
+  c = _config("configs.showo2.stage2b", "runlocal")
+  n_t2i, n_mmu = int(c.data.t2i.batch_size), int(c.data.mmu.batch_size)
+  assert aot_compile.aot_row_types(c, 1, 1) == ("t2i",) * n_t2i + ("mmu",) * n_mmu
+  assert aot_compile.aot_row_types(c, 2, 2) is None                 # auto: the batch is sharded
+  with c.unlocked():
+    c.loss.row_split = "on"
+  assert aot_compile.aot_row_types(c, 2, 2) == ("t2i",) * (2 * n_t2i) + ("mmu",) * (2 * n_mmu)
+  with c.unlocked():
+    c.data.mixture = "sample"
+  assert aot_compile.aot_row_types(c, 1, 1) is None                 # the row kind changes per step
+
+
 @pytest.mark.tpu
 @needs_libtpu
 @pytest.mark.parametrize("name", sorted(n for n, t in aot_compile.TARGETS.items() if t.kind == "tpu"))
