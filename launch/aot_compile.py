@@ -217,19 +217,17 @@ def config_rows(config) -> int:
   return sum(sizes) if d.get("mixture", "concat") == "concat" else sizes[0]
 
 
-def aot_row_types(config, rows_scale: int, batch_shards: int) -> tuple[str, ...] | None:
-  """The static row layout the Trainer would hand the loss (``showo_jax/rows.py``): concat mixture only, and
-  with ``loss.row_split = "auto"`` only when the batch is not split over devices (as ``Trainer._row_types``)."""
+def aot_row_types(config, rows_scale: int) -> tuple[str, ...] | None:
+  """The static row layout the Trainer hands the loss (``showo_jax/rows.py``): concat mixture and
+  ``loss.row_split = "on"``; each stream's rows scaled by ``rows_scale`` (per-device batch semantics)."""
   from showo_jax import rows as rows_lib
   from showo_jax.data import pipeline
   d = config.data
-  mode = (config.get("loss", None) or {}).get("row_split", "auto")
-  if config.model_family != "showo2" or d.get("mixture", "concat") != "concat" or mode == "off":
-    return None
-  if mode == "auto" and batch_shards > 1:
-    return None
-  return rows_lib.concat_layout([(k, int(d[k].batch_size) * rows_scale) for k in pipeline.STREAMS
-                                 if k in d and d[k].batch_size > 0])
+  mode = (config.get("loss", None) or {}).get("row_split", "on")
+  if config.model_family != "showo2" or d.get("mixture", "concat") != "concat":
+    return rows_lib.split_layout(None, mode)
+  return rows_lib.split_layout(rows_lib.concat_layout(
+      [(k, int(d[k].batch_size) * rows_scale) for k in pipeline.STREAMS if k in d and d[k].batch_size > 0]), mode)
 
 
 def compile_step(config, topology: str, sizes: dict | None = None, rules_name: str | None = None,
@@ -273,7 +271,7 @@ def compile_step(config, topology: str, sizes: dict | None = None, rules_name: s
   batch_abs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh[k]) for k, v in shapes.items()}
   step_fn = step_lib.make_train_step(layout, task, opt.tx, config.get("loss", None), opt.schedules,
                                      config.optim.ema_decay if ema else None,
-                                     row_types=aot_row_types(config, dp if batch_mode == "per_device" else 1, dp))
+                                     row_types=aot_row_types(config, dp if batch_mode == "per_device" else 1))
   jitted = step_lib.jit_train_step(step_fn, state_sh, batch_sh)
   with sharding.use_mesh(mesh, rules):
     lowered = jitted.lower(state_abs, batch_abs)
@@ -303,7 +301,7 @@ def compile_step(config, topology: str, sizes: dict | None = None, rules_name: s
       devices=target.devices, device_kind=str(getattr(devices[0], "device_kind", "")),
       mesh=sizes, rules=rules_name, remat=config.model.remat_policy, attention=config.model.attention_impl,
       scan_layers=bool(config.model.scan_layers), dtype=config.model.dtype, param_dtype=config.model.param_dtype,
-      row_split=aot_row_types(config, 1, dp) is not None,
+      row_split=aot_row_types(config, 1) is not None,
       global_batch=global_rows, rows_per_device=global_rows / dp, seq_len=int(config.data.max_seq_length),
       params=n_params, trainable=layout.num_params("params"), frozen=layout.num_params("frozen"),
       bytes=dict(argument=arg, output=out, alias=alias, temp=temp, code=code, total=total),

@@ -24,10 +24,10 @@ def build(arg) -> common.ConfigDict:
   c.init = common.init_block()
   c.resume = ""
   c.trainable = common.ConfigDict(dict(frozen=[], frozen_regex=[]))
-  # row_split: run the flow / LM heads only on the rows their losses read (showo_jax/rows.py):
-  # "auto" (when the batch is not sharded over devices) | "on" | "off".
+  # row_split: "on" runs the flow / LM heads only on the rows their losses read (concat mixture;
+  # showo_jax/rows.py), "off" on every row (same loss and gradients).
   c.loss = common.ConfigDict(dict(ntp_coeff=0.2, flow_coeff=1.0, und_max_t0=1.0, transport_seq_len=730,
-                                  clean_prefix_prob=0.0, row_split="auto"))
+                                  clean_prefix_prob=0.0, row_split="on"))
   c.optim = common.optim_block(1e-4, schedule="constant_with_warmup", warmup_steps=2000)
   c.data = common.ConfigDict(dict(
       tokenizer="qwen2_5", seed=c.seed, resolution=432, max_seq_length=1024, mixture="concat", shuffle=True,

@@ -198,21 +198,12 @@ class Trainer:
     self.origin = None
 
   def _row_types(self) -> list[str] | None:
-    """The static row layout handed to the loss (``showo_jax/rows.py``), or None to run every head on every
-    row. ``loss.row_split``: ``"auto"`` (default) uses it when the batch is not split over devices (one
-    device, or tensor parallelism only): slicing rows out of a batch-sharded array makes GSPMD move
-    activations between devices, so sharded runs opt in with ``"on"``; ``"off"`` never uses it."""
-    rt = getattr(self.data.info, "row_types", None)
-    mode = (self.config.get("loss", None) or {}).get("row_split", "auto")
-    if mode not in ("auto", "on", "off"):
-      raise ValueError(f"loss.row_split must be 'auto', 'on' or 'off', got {mode!r}")
-    if rt is None or mode == "off":
-      return None
-    if mode == "auto":
-      rows = len(rt)
-      if sharding.batch_sharding(self.mesh, 1, self.rules).shard_shape((rows,))[0] != rows:
-        return None
-    return list(rt)
+    """The static row layout handed to the loss (``showo_jax/rows.py``; ``loss.row_split``), or None to run
+    every head on every row."""
+    from showo_jax import rows as rows_lib
+    mode = (self.config.get("loss", None) or {}).get("row_split", "on")
+    rt = rows_lib.split_layout(getattr(self.data.info, "row_types", None), mode)
+    return None if rt is None else list(rt)
 
   def _compute_key(self, mesh: bool = True) -> str:
     c = config_to_json(self.config)

@@ -10,8 +10,8 @@ shared by all families.
   ``loss = ntp_coeff·CE(shifted) + flow_coeff·MSE``. The flow MSE is the reference's: targets patchified and
   placed at ``[o+1, o+l)`` in the model dtype, per-element mean over the placeholder-token mask minus time
   positions, understanding rows and clean-prefix spans. ``t`` is rounded to the compute dtype before the
-  model, as upstream casts it to bf16. Given the batch's static row layout (``row_types``: concat mixture,
-  ``loss.row_split``, see ``train/loop.py``), the flow head runs only on generation rows and the LM head only
+  model, as upstream casts it to bf16. Given the batch's static row layout (``row_types``: concat mixture and
+  ``loss.row_split = "on"``), the flow head runs only on generation rows and the LM head only
   on rows with text labels (``showo_jax/rows.py``; same loss and gradients).
 * ``"lm"`` — the Qwen2 LM alone on text (the ``lm`` stream; also the text-only family used by tests).
 * ``"showo"`` — Show-o v1 (MTP): the v1 helper's ``maskgit.showo_loss`` wired in (see :func:`_showo_v1_task`;

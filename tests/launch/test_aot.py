@@ -32,18 +32,22 @@ def test_parse_mesh():
 
 
 def test_row_types_follow_the_trainer_rules():
-  """The AOT step gets the row layout exactly when the Trainer would use it (concat mixture; "auto" only on an
-  unsharded batch; "on" forces it), scaled to the global batch."""
+  """The AOT step gets the row layout exactly when the Trainer uses it (concat mixture, ``loss.row_split``
+  "on", the default), scaled to the global batch."""
   c = _config("configs.showo2.stage2b", "runlocal")
   n_t2i, n_mmu = int(c.data.t2i.batch_size), int(c.data.mmu.batch_size)
-  assert aot_compile.aot_row_types(c, 1, 1) == ("t2i",) * n_t2i + ("mmu",) * n_mmu
-  assert aot_compile.aot_row_types(c, 2, 2) is None                 # auto: the batch is sharded
+  assert aot_compile.aot_row_types(c, 1) == ("t2i",) * n_t2i + ("mmu",) * n_mmu
+  assert aot_compile.aot_row_types(c, 2) == ("t2i",) * (2 * n_t2i) + ("mmu",) * (2 * n_mmu)
   with c.unlocked():
-    c.loss.row_split = "on"
-  assert aot_compile.aot_row_types(c, 2, 2) == ("t2i",) * (2 * n_t2i) + ("mmu",) * (2 * n_mmu)
+    c.loss.row_split = "off"
+  assert aot_compile.aot_row_types(c, 1) is None
   with c.unlocked():
-    c.data.mixture = "sample"
-  assert aot_compile.aot_row_types(c, 1, 1) is None                 # the row kind changes per step
+    c.loss.row_split, c.data.mixture = "on", "sample"
+  assert aot_compile.aot_row_types(c, 1) is None                    # the row kind changes per step
+  with c.unlocked():
+    c.loss.row_split = "auto"
+  with pytest.raises(ValueError, match="row_split"):
+    aot_compile.aot_row_types(c, 1)
 
 
 @pytest.mark.tpu

@@ -50,8 +50,8 @@ def test_one_device_equals_eight_devices(tmp_path):
 
 
 def test_row_split_on_a_sharded_batch(tmp_path):
-  """``loss.row_split = "on"`` over 8 devices (heads on row subsets of a batch-sharded array) trains like the
-  one-device run, which uses the split by default ("auto"), and like the sharded run without it."""
+  """``loss.row_split = "on"`` (the default) over 8 devices (heads on row subsets of a batch-sharded array)
+  trains like the one-device run and like the sharded run without the split."""
   c = _config()
   with c.unlocked():
     c.total_steps = 1
@@ -68,7 +68,7 @@ def test_row_split_on_a_sharded_batch(tmp_path):
   for k, v in one["state"].params.items():
     np.testing.assert_allclose(np.asarray(on["state"].params[k]), np.asarray(v), rtol=1e-4, atol=1e-6, err_msg=k)
   with c.unlocked():
-    c.loss.row_split = "always"
+    c.loss.row_split = "auto"
   with pytest.raises(ValueError, match="row_split"):
     loop.Trainer(c, str(tmp_path / "bad"))
 
