@@ -1,12 +1,17 @@
 """Check the port against the official PyTorch fixtures.
 
     python -m showo_jax.tools.parity --fixtures ../shared/parity/fixtures [--only NAME ...] [--json FILE]
+        [--compile_cache DIR]
 
 For every fixture directory the package supports, the matching module in ``tools/parity_checks`` builds
 the model from that fixture's ``config.json``, converts ``weights.safetensors`` with the package's
 converter, runs ``inputs.npz`` and compares with ``outputs.npz`` at the bounds of
 ``shared/parity/README.md``. One line per compared array, then ``N passed, M failed, K skipped``; exit 1
 if anything failed. Fixtures without a check module are reported as skipped, never as passed.
+
+Most of a run is XLA compilation (~200 small programs: the fixtures' many shapes, eager mask and embedding
+ops), so compiled programs are kept in a persistent cache (``--compile_cache``, default
+``~/.cache/showo_jax/parity_xla``; ``""`` turns it off). A repeat run only traces; the numbers are the same.
 """
 from __future__ import annotations
 
@@ -98,7 +103,14 @@ def main(argv=None) -> int:
   ap.add_argument("--fixtures", required=True, help="directory holding one sub-directory per fixture")
   ap.add_argument("--only", nargs="*", default=None, help="fixture names to check")
   ap.add_argument("--json", default=None, help="write the results here")
+  ap.add_argument("--compile_cache", default=os.path.join(os.path.expanduser("~"), ".cache", "showo_jax", "parity_xla"),
+                  help="persistent XLA compilation cache directory ('' = off)")
   args = ap.parse_args(argv)
+  if args.compile_cache:
+    import jax
+    jax.config.update("jax_compilation_cache_dir", args.compile_cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   if not os.path.isdir(args.fixtures):
     print(f"error: --fixtures {args.fixtures} is not a directory", file=sys.stderr)
     return 2
