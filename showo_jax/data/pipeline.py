@@ -203,12 +203,10 @@ class StreamTransform:
   def __call__(self, rec: dict, rng: np.random.Generator) -> dict:
     g, L = self.geom, self.max_seq_len
     n = g.image_tokens
-    dtype = None
     if self.kind == "t2i":
       seq = sequence.build_t2i(self.tok, rec["caption"], n, L, rng=rng,
                                cond_dropout_prob=float(self.cfg.get("cond_dropout_prob", 0.0)))
       vis = [self._visual(rec, rng)]
-      dtype = "t2i"
     elif self.kind == "mmu":
       fmt = self.cfg.get("format", "caption")
       if fmt == "caption":
@@ -220,16 +218,13 @@ class StreamTransform:
         vis = [self._visual(rec, rng, pad=True)]
       else:
         raise ValueError(f"data.mmu.format {fmt!r}: caption | llava")
-      dtype = "mmu"
     elif self.kind == "lm":
       seq = sequence.build_text_only(self.tok, rec["text"], L)
       vis = []
-      dtype = "lm"
     elif self.kind == "video":
       seq = sequence.build_t2i(self.tok, rec["caption"], g.video_tokens, L, rng=rng,
                                cond_dropout_prob=float(self.cfg.get("cond_dropout_prob", 0.0)), video=True)
       vis = [self._visual(rec, rng)]
-      dtype = "t2v"
     elif self.kind == "interleaved":
       texts = list(rec["texts"])[:int(rec.get("num_images", len(rec["texts"])))]
       seq, start, count = sequence.build_interleaved(self.tok, texts, n, L,
@@ -239,7 +234,6 @@ class StreamTransform:
                                            rng if self.stochastic else None) for k in range(start, start + count)]
       else:
         vis = [self._visual({"image": rec["images"][k]}, rng) for k in range(start, start + count)]
-      dtype = "interleaved"
     else:
       raise ValueError(self.kind)
     if len(seq) != L:
@@ -252,7 +246,7 @@ class StreamTransform:
     slots = vis + [self._empty_visual(self.video_like)] * (self.num_slots - len(vis))
     return {"text_tokens": seq.tokens.astype(np.int32), "text_labels": seq.labels.astype(np.int32),
             "image_masks": seq.image_mask.astype(bool), "modality_positions": pos,
-            "data_type": np.int32(DATA_TYPES[dtype]), "visual": np.stack(slots).astype(np.float32)}
+            "data_type": np.int32(DATA_TYPES[rows_lib.STREAM_DATA_TYPE[self.kind]]), "visual": np.stack(slots).astype(np.float32)}
 
 
 # ------------------------------------------------------------------------------------------------ mixture

@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx
 
 from showo_jax import flops as flops_lib
+from showo_jax import rows as rows_lib
 from showo_jax import sharding
 from showo_jax.train import checkpoint as ckpt_lib
 from showo_jax.train import metrics as metrics_lib
@@ -200,7 +201,6 @@ class Trainer:
   def _row_types(self) -> list[str] | None:
     """The static row layout handed to the loss (``showo_jax/rows.py``; ``loss.row_split``), or None to run
     every head on every row."""
-    from showo_jax import rows as rows_lib
     mode = (self.config.get("loss", None) or {}).get("row_split", "on")
     rt = rows_lib.split_layout(getattr(self.data.info, "row_types", None), mode)
     return None if rt is None else list(rt)
@@ -293,7 +293,6 @@ class Trainer:
              self.origin, end, self.layout.num_params("params"), self.layout.num_params("frozen"))
     rt = self._row_types() if getattr(self.task, "row_layout", False) else None
     if rt is not None:
-      from showo_jax import rows as rows_lib
       und_max_t0 = (self.config.get("loss", None) or {}).get("und_max_t0", 1.0)
       log.info("row split (loss.row_split): flow head on %d / %d rows, LM head on %d / %d rows",
                len(rows_lib.flow_rows(rt, und_max_t0)), len(rt), len(rows_lib.ntp_rows(rt)), len(rt))

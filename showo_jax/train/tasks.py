@@ -32,9 +32,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from showo_jax import rows as rows_lib
+
 # Row kinds in a batch (the reference's ``data_type`` strings).
 DATA_TYPES = {"t2i": 0, "mmu": 1, "lm": 2, "t2v": 3, "mmu_vid": 4, "interleaved": 5}
-UND_TYPES = (DATA_TYPES["mmu"], DATA_TYPES["mmu_vid"], DATA_TYPES["lm"])
+UND_TYPES = tuple(DATA_TYPES[t] for t in rows_lib.UND_TYPES)   # codes of the understanding row kinds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +150,6 @@ def clean_prefix(key, data_type, modality_positions, prob: float):
 
 def _showo2_loss(model, batch, key, loss_cfg, row_types=None):
   from showo_jax import losses, transport
-  from showo_jax import rows as rows_lib
   x1 = batch["latents"].astype(jnp.float32)
   mp = batch["modality_positions"]
   data_type = batch["data_type"]

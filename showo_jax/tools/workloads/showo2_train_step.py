@@ -8,7 +8,8 @@ wd 0) with clipping at 1.0, every parameter trainable, float32. It runs the trai
 not a re-implementation, with the batch's static row layout (T2I, T2I, MMU, MMU: the flow head runs on the
 T2I rows, the LM head on the MMU rows, as ``Trainer`` does for a concat mixture on one device; sub-workload
 ``no_row_split`` runs both heads on every row, like the reference). ``model_flops_per_step`` counts the
-reference's work (every head on every row), so with the row split the MFU is an effective one. ``extra`` reports tokens/s, samples/s, model TFLOP/s and MFU (``showo_jax.flops``;
+reference's work (every head on every row), so with the row split the MFU is an effective one.
+``extra`` reports tokens/s, samples/s, model TFLOP/s and MFU (``showo_jax.flops``;
 on CPU against a nominal peak, see ``flops.peak_flops``).
 """
 from __future__ import annotations
