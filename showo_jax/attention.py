@@ -5,14 +5,17 @@ query head ``h`` uses KV head ``h // (n // k)``, the reference's ``repeat_kv`` o
 :class:`~showo_jax.masks.MaskSpec`, a boolean ``[b, l, s]`` array (``True`` = attend) or ``None`` (full).
 
 Backends:
-  * ``xla``: dense reference, used on CPU and in every parity test. Scores and softmax in float32 whatever
-    the activation dtype (the reference's eager path upcasts the softmax; SDPA accumulates in f32).
+  * ``xla``: dense reference, used in every parity test. Scores and softmax in float32 whatever the
+    activation dtype (the reference's eager path upcasts the softmax; SDPA accumulates in f32).
+  * ``cpu_flash``: fused CPU kernel (XLA FFI, compiled on first use) taking the per-query key ranges; float32
+    (``kernels/cpu_flash.py``).
   * ``cudnn``: ``jax.nn.dot_product_attention(implementation='cudnn')`` (GPU; the boolean mask is turned
     into a bias by JAX, so it reads an O(l·s) tensor).
   * ``tokamax``: block-skipping Pallas flash kernels taking the per-query key ranges directly
     (``kernels/tokamax_flash.py``; Triton / Mosaic-GPU on GPU, interpret mode on CPU for tests).
   * ``splash``: TPU Splash attention with the omni mask (``kernels/splash.py``).
-  * ``auto``: ``splash`` on TPU, ``cudnn`` on GPU, ``xla`` on CPU.
+  * ``auto``: ``splash`` on TPU, ``cudnn`` on GPU; on CPU ``cpu_flash`` where it is built and takes the call
+    (float32, key-range mask), else ``xla``.
 """
 from __future__ import annotations
 
@@ -22,17 +25,25 @@ from jaxtyping import Array, Bool, Float
 
 from showo_jax import masks as masks_lib
 
-IMPLS = ("xla", "cudnn", "tokamax", "splash", "auto")
+IMPLS = ("xla", "cpu_flash", "cudnn", "tokamax", "splash", "auto")
 
 _NEG = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
-def resolve(impl: str) -> str:
+def resolve(impl: str, q=None, k=None, mask=None) -> str:
+  """The backend ``impl`` stands for; for ``auto`` on CPU that depends on the call (``q, k, mask``)."""
   if impl not in IMPLS:
     raise ValueError(f"unknown attention implementation {impl!r}; choose from {IMPLS}")
   if impl != "auto":
     return impl
   platform = jax.default_backend()
+  if platform == "cpu" and q is not None:
+    from showo_jax.kernels import common, cpu_flash
+    # The mesh's platform, not the process's: compiling ahead of time for TPU/GPU from a CPU host must not
+    # pick a CPU custom call.
+    if common.platform_of(common.resolve_mesh(None)[0]) == "cpu" and cpu_flash.supports(q, k, mask) \
+        and cpu_flash.available():
+      return "cpu_flash"
   return {"tpu": "splash", "gpu": "cudnn", "cuda": "cudnn"}.get(platform, "xla")
 
 
@@ -46,10 +57,13 @@ def dot_product_attention(
     impl: str = "xla",
 ) -> Float[Array, "b l n e"]:
   """Multi-head (GQA) attention under ``mask``; see the module docstring for the backends."""
-  impl = resolve(impl)
+  impl = resolve(impl, q, k, mask)
   scale = q.shape[-1] ** -0.5 if scale is None else scale
   if impl == "xla":
     return _xla(q, k, v, _as_dense(mask, k.shape[1]), scale)
+  if impl == "cpu_flash":
+    from showo_jax.kernels import cpu_flash
+    return cpu_flash.attention(q, k, v, mask, scale=scale)
   if impl == "cudnn":
     m = _as_dense(mask, k.shape[1])
     return jax.nn.dot_product_attention(q, k, v, mask=None if m is None else m[:, None], scale=scale,

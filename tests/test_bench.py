@@ -17,6 +17,7 @@ def test_bench_json_fields(tmp_path):
   assert res["peak_rss_mb"] > 100
   assert "ratio_vs_official" not in res                           # no official timing for this workload
   assert "xla_flags" in res
+  assert res["attention_impl"] == "auto" and res["cpu_flash"]                # which attention path was timed
 
 
 def test_official_reference_and_unknown_workload():

@@ -1,4 +1,5 @@
-"""What both kernel wrappers share: finding the mesh, and running a per-shard function over batch × heads.
+"""What the kernel wrappers share: finding the mesh, running a per-shard function over batch × heads, and the
+per-query key ranges with segment ids folded in.
 
 Attention is independent per example and per head, so under a mesh each kernel runs inside ``shard_map`` with
 the batch split over the rule table's ``act_batch`` axes and heads over its ``act_heads`` axis (when the
@@ -7,10 +8,13 @@ query *and* KV head counts divide); no collective is needed in the forward or th
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
+from jaxtyping import Array, Int
 
 from showo_jax import compat
+from showo_jax import masks as masks_lib
 from showo_jax import sharding
 
 
@@ -55,3 +59,24 @@ def shard_batch_heads(fn, mesh: Mesh | None, rules, q, k, v, rows):
   row = P(bspec, None)
   in_specs = (qkv, qkv, qkv) + tuple(None if r is None else row for r in rows)
   return compat.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=qkv)(q, k, v, *rows)
+
+
+def key_ranges(spec: masks_lib.MaskSpec, kv_length: int) -> tuple[Int[Array, "b l"], Int[Array, "b l"]]:
+  """``spec``'s key ranges with its segment ids folded in (segments must be contiguous runs)."""
+  ks, ke = spec.k_start.astype(jnp.int32), spec.k_end.astype(jnp.int32)
+  if spec.segment_ids_q is None:
+    return ks, ke
+  sq, skv = spec.segment_ids_q, spec.segment_ids_kv
+  l = sq.shape[1]
+  if l == kv_length:
+    idx = jnp.arange(l, dtype=jnp.int32)[None, :]
+    first = jnp.concatenate([jnp.ones_like(sq[:, :1], bool), sq[:, 1:] != sq[:, :-1]], axis=1)
+    last = jnp.concatenate([sq[:, :-1] != sq[:, 1:], jnp.ones_like(sq[:, :1], bool)], axis=1)
+    run_start = jax.lax.cummax(jnp.where(first, idx, 0), axis=1)
+    run_end = jax.lax.cummin(jnp.where(last, idx + 1, l), axis=1, reverse=True)
+  else:  # cached decoding: few queries, compare against every key
+    kidx = jnp.arange(kv_length, dtype=jnp.int32)[None, None, :]
+    same = sq[:, :, None] == skv[:, None, :]
+    run_start = jnp.min(jnp.where(same, kidx, kv_length), axis=-1)
+    run_end = jnp.max(jnp.where(same, kidx + 1, 0), axis=-1)
+  return jnp.maximum(ks, run_start), jnp.minimum(ke, run_end)

@@ -76,27 +76,6 @@ def resolve(impl: str, mesh: Mesh | None = None) -> str:
   return "triton"
 
 
-def key_ranges(spec: masks_lib.MaskSpec, kv_length: int) -> tuple[Int[Array, "b l"], Int[Array, "b l"]]:
-  """``spec``'s key ranges with its segment ids folded in (segments must be contiguous runs)."""
-  ks, ke = spec.k_start.astype(jnp.int32), spec.k_end.astype(jnp.int32)
-  if spec.segment_ids_q is None:
-    return ks, ke
-  sq, skv = spec.segment_ids_q, spec.segment_ids_kv
-  l = sq.shape[1]
-  if l == kv_length:
-    idx = jnp.arange(l, dtype=jnp.int32)[None, :]
-    first = jnp.concatenate([jnp.ones_like(sq[:, :1], bool), sq[:, 1:] != sq[:, :-1]], axis=1)
-    last = jnp.concatenate([sq[:, :-1] != sq[:, 1:], jnp.ones_like(sq[:, :1], bool)], axis=1)
-    run_start = jax.lax.cummax(jnp.where(first, idx, 0), axis=1)
-    run_end = jax.lax.cummin(jnp.where(last, idx + 1, l), axis=1, reverse=True)
-  else:  # cached decoding: few queries, compare against every key
-    kidx = jnp.arange(kv_length, dtype=jnp.int32)[None, None, :]
-    same = sq[:, :, None] == skv[:, None, :]
-    run_start = jnp.min(jnp.where(same, kidx, kv_length), axis=-1)
-    run_end = jnp.max(jnp.where(same, kidx + 1, 0), axis=-1)
-  return jnp.maximum(ks, run_start), jnp.minimum(ke, run_end)
-
-
 def attention(
     q: Float[Array, "b l n e"],
     k: Float[Array, "b s h e"],
@@ -115,7 +94,7 @@ def attention(
   mesh, rules = common.resolve_mesh(mesh)
   name = resolve(impl, mesh)
   op = _op(name)
-  ks, ke = key_ranges(spec, k.shape[1])
+  ks, ke = common.key_ranges(spec, k.shape[1])
   if name in ("triton", "mosaic_gpu") and jax.default_backend() != "gpu":
     # Compiling for GPUs that are not this process's backend (AOT for a compile-only CUDA target from a CPU
     # host): tokamax checks kernel support against the default device unless cross-compiling. A process-wide

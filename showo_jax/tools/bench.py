@@ -32,6 +32,11 @@ WORKLOADS = {
 }
 
 
+# Attention backend the model workloads build with (``--attention``): ``auto`` is what a CPU user gets (the
+# fused ``cpu_flash`` kernel where it builds, else the dense XLA path); ``xla`` times the dense path.
+ATTENTION = {"impl": "auto"}
+
+
 @dataclasses.dataclass
 class Workload:
   run: Callable[[], Any]                 # one unit of work; must block (jax.block_until_ready)
@@ -86,6 +91,12 @@ def time_workload(w: Workload, repeats: int) -> dict:
   return out
 
 
+def _cpu_flash_state() -> str:
+  """Whether ``auto`` attention can use the fused CPU kernel in this process, or why not."""
+  from showo_jax.kernels import cpu_flash
+  return "available" if cpu_flash.available() else cpu_flash.unavailable_reason()
+
+
 def run(name: str, repeats: int = 5) -> dict:
   if name not in WORKLOADS:
     raise SystemExit(f"unknown workload {name!r}; known: {sorted(WORKLOADS)}")
@@ -93,6 +104,7 @@ def run(name: str, repeats: int = 5) -> dict:
   mod = importlib.import_module(WORKLOADS[name])
   w = mod.build(name) if "name" in mod.build.__code__.co_varnames else mod.build()
   result = {"workload": name, "backend": jax.default_backend(), "devices": jax.device_count(),
+            "attention_impl": ATTENTION["impl"], "cpu_flash": _cpu_flash_state(),
             "jax": jax.__version__, "python": platform.python_version(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
             **time_workload(w, repeats)}
   for sub_name, sub_w in (w.sub or {}).items():
@@ -113,7 +125,9 @@ def main(argv=None) -> int:
   ap.add_argument("workload", choices=sorted(WORKLOADS))
   ap.add_argument("--repeats", type=int, default=5)
   ap.add_argument("--json", default=None)
+  ap.add_argument("--attention", default="auto", help="attention_impl of the model workloads (auto, xla, ...)")
   args = ap.parse_args(argv)
+  ATTENTION["impl"] = args.attention
   res = run(args.workload, args.repeats)
   text = json.dumps(res, indent=1, default=float)
   print(text)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from showo_jax import attention, masks, sharding
-from showo_jax.kernels import tokamax_flash
+from showo_jax.kernels import common, tokamax_flash
 
 E = 32
 ON_GPU = jax.default_backend() == "gpu"
@@ -49,7 +49,7 @@ def test_packed_segments_fold_into_ranges():
   q, k, v = _qkv(2, t, 4, 2, seed=1)
   seg = jnp.concatenate([jnp.zeros((2, 40), jnp.int32), jnp.ones((2, 50), jnp.int32), jnp.full((2, 6), 2)], 1)
   spec = masks.with_segments(masks.omni(jnp.array([[[5, 20], [60, 20]], [[0, 0], [45, 40]]]), t), seg)
-  ks, ke = tokamax_flash.key_ranges(spec, t)
+  ks, ke = common.key_ranges(spec, t)
   np.testing.assert_array_equal(masks.dense(masks.MaskSpec(ks, ke), t), masks.dense(spec, t))
   _check(lambda q, k, v: tokamax_flash.attention(q, k, v, spec, scale=E ** -0.5), spec, q, k, v)
 

@@ -16,6 +16,7 @@ from showo_jax import maskgit
 from showo_jax.data.prompting_v1 import UniversalPrompting
 from showo_jax.models.phi import PhiConfig
 from showo_jax.models.showo import Showo, ShowoConfig
+from showo_jax.tools import bench
 from showo_jax.tools.bench import Workload
 
 
@@ -25,7 +26,7 @@ TIMESTEPS, GUIDANCE, PROMPT_LENS, MAX_TEXT_LEN = 16, 1.75, (12, 30), 128
 def bench_config() -> ShowoConfig:
   phi = PhiConfig(vocab_size=2035, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
                   num_attention_heads=4, num_key_value_heads=4, partial_rotary_factor=0.5,
-                  max_position_embeddings=2048)
+                  max_position_embeddings=2048, attention_impl=bench.ATTENTION["impl"])
   return ShowoConfig(phi=phi, llm_vocab_size=1000, codebook_size=1024, num_vq_tokens=256, bos_token_id=1,
                      eos_token_id=2)
 

@@ -17,6 +17,7 @@ from showo_jax.models.flow_head import FlowHeadConfig
 from showo_jax.models.qwen2 import Qwen2Config
 from showo_jax.models.showo2 import Showo2, Showo2Config, with_policy
 from showo_jax.models.siglip import SiglipConfig
+from showo_jax.tools import bench
 from showo_jax.tools.bench import Workload
 
 BATCH, SEQ_LEN, TEXT_LENS, ROWS = 4, 256, (60, 120, 100, 180), ("t2i", "t2i", "mmu", "mmu")
@@ -31,7 +32,8 @@ def bench_config(**policy) -> Showo2Config:
   head = FlowHeadConfig(hidden_size=256, head_dim=64, intermediate_size=1024, num_attention_heads=4,
                         num_key_value_heads=2, num_layers=2)
   return with_policy(Showo2Config(llm=llm, semantic=sem, flow_head=head, image_latent_height=8,
-                                  image_latent_width=8, clip_latent_dim=128), **policy)
+                                  image_latent_width=8, clip_latent_dim=128),
+                     **{"attention_impl": bench.ATTENTION["impl"], **policy})
 
 
 def batch_layout(n_img_tokens: int = 64, seed: int = 0):
