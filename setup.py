@@ -7,7 +7,7 @@ setup(
     description="Show-o / Show-o2 unified multimodal models in JAX + Flax NNX",
     python_requires=">=3.11",
     packages=find_packages(include=["showo_jax", "showo_jax.*", "launch", "configs", "configs.*"]),
-    package_data={"launch": ["targets/*.txtpb", "*.sh"]},
+    package_data={"launch": ["targets/*.txtpb", "*.sh"], "showo_jax.kernels": ["*.cc"]},
     install_requires=[
         # Pins per ../shared/STACK.md for Python 3.11; on 3.12 (GPU machines) newer jax/flax resolve.
         "jax>=0.10.2",
