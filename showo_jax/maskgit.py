@@ -173,37 +173,57 @@ def _group_ce(logz, logits, labels):
   return nll.sum(), valid.sum()
 
 
-def showo_losses(logits: Float[Array, "b l v"], labels: Int[Array, "b l"], *, batch_size_t2i: int,
-                 batch_size_lm: int, batch_size_mmu: int, max_seq_length: int) -> dict[str, jax.Array]:
-  """``loss_t2i`` (unshifted over ``[max_seq_length+1:]``), ``loss_lm``, ``loss_mmu`` (shifted), means over
-  each group's valid targets (0 for an empty group)."""
-  logits = logits.astype(jnp.float32)
-  logz = jax.nn.logsumexp(logits, axis=-1)
+def _loss_groups(b: int, batch_size_t2i: int, batch_size_lm: int, batch_size_mmu: int, max_seq_length: int):
+  """``name -> (rows, logit positions, label positions)`` of the three loss groups (static slices)."""
   bt, bl, bm = batch_size_t2i, batch_size_lm, batch_size_mmu
-  b = logits.shape[0]
-  out = {}
   s = max_seq_length + 1
-  groups = {
+  return {
       "t2i": (slice(0, bt), slice(s, None), slice(s, None)),
       "lm": (slice(bt, bt + bl), slice(None, -1), slice(1, None)),
       # logits[-batch_size_mmu:] with batch_size_mmu = 0 is every row in the reference.
       "mmu": (slice(b - bm if bm else 0, b), slice(None, -1), slice(1, None)),
   }
+
+
+def _grouped_losses(logits_of, labels, groups) -> dict[str, jax.Array]:
+  out = {}
   for name, (rows, lpos, tpos) in groups.items():
-    total, count = _group_ce(logz[rows, lpos], logits[rows, lpos], labels[rows, tpos])
+    logits = logits_of(rows, lpos).astype(jnp.float32)
+    total, count = _group_ce(jax.nn.logsumexp(logits, axis=-1), logits, labels[rows, tpos])
     out[f"loss_{name}"] = total / jnp.maximum(count, 1)
     out[f"tokens_{name}"] = count
   return out
 
 
+def showo_losses(logits: Float[Array, "b l v"], labels: Int[Array, "b l"], *, batch_size_t2i: int,
+                 batch_size_lm: int, batch_size_mmu: int, max_seq_length: int) -> dict[str, jax.Array]:
+  """``loss_t2i`` (unshifted over ``[max_seq_length+1:]``), ``loss_lm``, ``loss_mmu`` (shifted), means over
+  each group's valid targets (0 for an empty group)."""
+  groups = _loss_groups(logits.shape[0], batch_size_t2i, batch_size_lm, batch_size_mmu, max_seq_length)
+  return _grouped_losses(lambda rows, pos: logits[rows, pos], labels, groups)
+
+
 def showo_loss(model: Showo, batch: ShowoBatch, *, t2i_coeff: float = 1.0, lm_coeff: float = 0.1,
                mmu_coeff: float = 1.0):
   """``(loss, metrics)`` with ``loss = t2i_coeff·loss_t2i + lm_coeff·loss_lm + mmu_coeff·loss_mmu``
-  (1.0 / 0.1 / 1.0 in every released config). Reusable by the shared train loop."""
-  out = model(batch.input_ids, inputs_embeds=batch.inputs_embeds, mask=batch.mask)
-  m = showo_losses(out.logits, batch.labels, batch_size_t2i=batch.batch_size_t2i,
-                   batch_size_lm=batch.batch_size_lm, batch_size_mmu=batch.batch_size_mmu,
-                   max_seq_length=batch.max_seq_length)
+  (1.0 / 0.1 / 1.0 in every released config). Reusable by the shared train loop.
+
+  The LM head runs per loss group on the positions that group reads (as :func:`showo_losses` slices them),
+  not on the whole batch: a t2i row's ``max_seq_length + 1`` text positions carry no target, which is a
+  third of its logits (at the real 58k vocabulary, ~90 MB of float32 per 387-token row). Same losses.
+  """
+  out = model(batch.input_ids, inputs_embeds=batch.inputs_embeds, mask=batch.mask, compute_logits=False)
+  hidden = out.last_hidden_state
+  groups = _loss_groups(hidden.shape[0], batch.batch_size_t2i, batch.batch_size_lm, batch.batch_size_mmu,
+                        batch.max_seq_length)
+
+  def head(rows, pos):
+    h = hidden[rows, pos]
+    if not h.size:   # an empty group (e.g. no LM rows): nothing to project
+      return jnp.zeros(h.shape[:-1] + (model.cfg.vocab_size,), jnp.float32)
+    return model.showo.logits(h)
+
+  m = _grouped_losses(head, batch.labels, groups)
   loss = t2i_coeff * m["loss_t2i"] + lm_coeff * m["loss_lm"] + mmu_coeff * m["loss_mmu"]
   return loss, {**m, "loss": loss}
 

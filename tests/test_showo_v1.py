@@ -181,6 +181,27 @@ def test_losses_groups_and_quirks():
   assert float(out["loss_lm"]) == 0.0 and int(out["tokens_mmu"]) == 27
 
 
+@pytest.mark.parametrize("sizes", [(2, 1, 1), (3, 0, 0)])
+def test_loss_runs_the_head_per_group_with_the_same_values(sizes):
+  """``showo_loss`` (LM head only on each group's positions) equals the losses of the full logits."""
+  cfg = ShowoConfig.tiny()
+  model = Showo(cfg, rngs=nnx.Rngs(1))
+  rng = np.random.default_rng(2)
+  ids = jnp.asarray(rng.integers(0, cfg.vocab_size, (4, 24)), jnp.int32)
+  labels = jnp.asarray(np.where(rng.random((4, 24)) < 0.6, rng.integers(0, cfg.vocab_size, (4, 24)), -100))
+  mask = masks.causal(4, 24)
+  bt, bl, bm = sizes
+  batch = maskgit.ShowoBatch(labels=labels, mask=mask, input_ids=ids, batch_size_t2i=bt, batch_size_lm=bl,
+                             batch_size_mmu=bm, max_seq_length=8)
+  loss, got = jax.jit(maskgit.showo_loss)(model, batch)
+  want = maskgit.showo_losses(model(ids, mask=mask).logits, labels, batch_size_t2i=bt, batch_size_lm=bl,
+                              batch_size_mmu=bm, max_seq_length=8)
+  for k, v in want.items():
+    np.testing.assert_allclose(np.asarray(got[k]), np.asarray(v), rtol=2e-6, err_msg=k)
+  np.testing.assert_allclose(float(loss), float(want["loss_t2i"] + 0.1 * want["loss_lm"] + want["loss_mmu"]),
+                             rtol=2e-6)
+
+
 def _codes(x):
   return np.asarray(x)
 
