@@ -171,9 +171,10 @@ class Showo(nnx.Module):
   def __call__(self, input_ids: Int[Array, "b l"] | None = None, *,
                inputs_embeds: Float[Array, "b l d"] | None = None, mask: Mask = None,
                cache: KVCache | None = None, return_hidden: bool = False,
-               compute_logits: bool = True) -> PhiOutput:
-    """Logits over the unified vocabulary (float32). ``mask`` as in :class:`PhiForCausalLM`."""
-    return self.showo(input_ids, inputs_embeds=inputs_embeds, mask=mask, cache=cache,
+               compute_logits: bool = True, positions: Int[Array, "b l"] | None = None) -> PhiOutput:
+    """Logits over the unified vocabulary (float32). ``mask`` and ``positions`` (default ``arange(L)``, what
+    packed batches override, ``showo_jax/packing.py``) as in :class:`PhiForCausalLM`."""
+    return self.showo(input_ids, inputs_embeds=inputs_embeds, mask=mask, cache=cache, positions=positions,
                       return_hidden=return_hidden, compute_logits=compute_logits)
 
   def image_logits(self, hidden: Float[Array, "*b d"]) -> Float[Array, "*b c"]:

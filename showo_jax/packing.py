@@ -1,0 +1,168 @@
+"""Pad-free packing of Show-o v1 training batches (host side, numpy): same losses and gradients, fewer tokens.
+
+A v1 batch is ``[t2i | lm | mmu]`` rows of one length ``L``, padded: left padding in the t2i text window,
+right padding after lm and mmu text. In the official step every pad position runs through every layer and the
+LM head although none of them is a target and (with the reference masks) no other token attends to one. In
+the benchmark batch that is 27% of all positions. :func:`pack` drops exactly those tokens and concatenates what
+is left, row after row, into ``rows`` packed rows:
+
+* a token is **dropped** iff it is a pad whose logit has no target *and* no kept token's key range covers it;
+  the second condition is closed under iteration, so what remains is self-contained: every key a kept query
+  reads is kept, and a dropped token influences nothing (tokens only meet through attention);
+* each kept token keeps its **original position id** (RoPE sees ``arange(L)`` of its row, pads included, as in
+  the reference) and its key range, re-indexed into the packed row (the range was contiguous and fully kept,
+  so it stays contiguous);
+* the **targets are pre-aligned** to the logit that predicts them (t2i: the same position from
+  ``max_seq_length + 1`` on; lm and mmu: the next position, the reference's shift), each with its loss group,
+  so :func:`packed_losses` is a per-token cross entropy averaged per group: the reference's three means.
+
+Filler positions at the end of a packed row attend to themselves only and carry no target. Rows are filled
+first-fit in the original order; ``row_len`` (rounded up to ``multiple``) is the longest packed row unless
+given. A batch whose ``batch_size_mmu`` is 0 (the reference then reads every row as MMU as well) or that has
+an empty key range is not packable: :func:`pack` raises ``ValueError`` naming the reason.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+IGNORE = -100
+GROUPS = ("t2i", "lm", "mmu")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class PackedBatch:
+  """Packed rows ``[r, T]``: ids, original positions, key ranges, aligned targets and their loss group
+  (0 t2i, 1 lm, 2 mmu, -1 none); ``t2i_image_index [bt, n]`` = flat packed index (``row * T + col``) of each
+  t2i row's image tokens, for corrupting them on device."""
+  input_ids: Int[Array, "r t"]
+  positions: Int[Array, "r t"]
+  k_start: Int[Array, "r t"]
+  k_end: Int[Array, "r t"]
+  targets: Int[Array, "r t"]
+  group: Int[Array, "r t"]
+  t2i_image_index: Int[Array, "bt n"]
+
+
+def aligned_targets(labels: np.ndarray, counts: tuple[int, int, int], max_seq_length: int):
+  """``(targets, group)`` per original position: the label the logit at that position is scored against."""
+  b, l = labels.shape
+  bt, bl, bm = counts
+  if bm == 0:
+    raise ValueError("batch_size_mmu == 0 reads every row as MMU too (reference quirk); such a batch is not "
+                     "packable")
+  if bt + bl + bm != b:
+    raise ValueError(f"row counts {counts} do not add up to the batch size {b}")
+  targets = np.full((b, l), IGNORE, np.int64)
+  group = np.full((b, l), -1, np.int64)
+  s = max_seq_length + 1
+  targets[:bt, s:] = labels[:bt, s:]
+  group[:bt, s:] = 0
+  targets[bt:, :-1] = labels[bt:, 1:]
+  group[bt:bt + bl, :-1] = 1
+  group[bt + bl:, :-1] = 2
+  group = np.where(targets == IGNORE, -1, group)
+  return targets, group
+
+
+def kept_tokens(input_ids: np.ndarray, targets: np.ndarray, k_start: np.ndarray, k_end: np.ndarray,
+                pad_id: int) -> np.ndarray:
+  """Boolean ``[b, L]``: non-pads, targets, and (to a fixpoint) every key a kept query reads."""
+  b, l = input_ids.shape
+  if np.any(k_end <= k_start):
+    raise ValueError("a query row with an empty key range is not packable (its dense form averages every key)")
+  keep = (input_ids != pad_id) | (targets != IGNORE)
+  while True:
+    # A key is needed iff some kept query's range covers it: a difference array over the ranges.
+    cover = np.zeros((b, l + 1), np.int64)
+    rows = np.nonzero(keep)
+    np.add.at(cover, (rows[0], k_start[rows]), 1)
+    np.add.at(cover, (rows[0], k_end[rows]), -1)
+    need = np.cumsum(cover[:, :l], axis=1) > 0
+    grown = keep | need
+    if np.array_equal(grown, keep):
+      return keep
+    keep = grown
+
+
+def pack(input_ids, labels, k_start, k_end, *, counts: tuple[int, int, int], max_seq_length: int, pad_id: int,
+         num_vq_tokens: int, rows: int = 1, row_len: int | None = None, multiple: int = 64) -> PackedBatch:
+  """Pack a padded v1 batch (numpy ``[b, L]`` arrays, rows ``[t2i | lm | mmu]``) into ``rows`` packed rows."""
+  input_ids, labels = np.asarray(input_ids), np.asarray(labels)
+  k_start, k_end = np.asarray(k_start).astype(np.int64), np.asarray(k_end).astype(np.int64)
+  b, l = input_ids.shape
+  targets, group = aligned_targets(labels, counts, max_seq_length)
+  keep = kept_tokens(input_ids, targets, k_start, k_end, pad_id)
+  lengths = keep.sum(1)
+  # First fit, original order: which packed row each source row goes to, and at which offset.
+  fill = [0] * rows
+  cap = row_len if row_len is not None else -(-int(lengths.sum()) // rows)
+  cap = max(cap, int(lengths.max()))
+  place = []
+  for n in lengths:
+    r = next((i for i in range(rows) if fill[i] + n <= cap), None)
+    if r is None:   # no row has room at this capacity: grow the least-filled row (auto length only)
+      if row_len is not None:
+        raise ValueError(f"packed rows of {row_len} tokens cannot hold rows of lengths {lengths.tolist()} in "
+                         f"{rows} rows")
+      r = int(np.argmin(fill))
+    place.append((r, fill[r]))
+    fill[r] += int(n)
+  t = row_len if row_len is not None else -(-max(fill) // multiple) * multiple
+  out = {k: np.zeros((rows, t), np.int32) for k in ("input_ids", "positions", "k_start", "k_end")}
+  out["input_ids"][:] = pad_id
+  out["targets"] = np.full((rows, t), IGNORE, np.int32)
+  out["group"] = np.full((rows, t), -1, np.int32)
+  filler = np.arange(t, dtype=np.int32)
+  out["k_start"][:] = filler           # filler rows see themselves only
+  out["k_end"][:] = filler + 1
+  image_index = np.zeros((counts[0], num_vq_tokens), np.int32)
+  for i in range(b):
+    r, off = place[i]
+    cols = np.nonzero(keep[i])[0]
+    new = off + np.arange(len(cols))
+    rank = np.cumsum(keep[i]) - 1               # packed offset (within the row's block) of each kept column
+    out["input_ids"][r, new] = input_ids[i, cols]
+    out["positions"][r, new] = cols
+    out["k_start"][r, new] = off + rank[k_start[i, cols]]
+    out["k_end"][r, new] = off + rank[k_end[i, cols] - 1] + 1
+    out["targets"][r, new] = targets[i, cols]
+    out["group"][r, new] = group[i, cols]
+    if i < counts[0]:
+      s = max_seq_length + 2                    # first image position of a t2i row
+      img = np.arange(s, s + num_vq_tokens)
+      if not keep[i, img].all():
+        raise ValueError(f"t2i row {i}: an image position is not kept (is it a pad?)")
+      image_index[i] = r * t + off + rank[img]
+  return PackedBatch(**{k: jnp.asarray(v) for k, v in out.items()}, t2i_image_index=jnp.asarray(image_index))
+
+
+def packed_losses(logits: Float[Array, "r t v"], targets: Int[Array, "r t"], group: Int[Array, "r t"]
+                  ) -> dict[str, jax.Array]:
+  """``loss_{t2i,lm,mmu}`` and ``tokens_*`` of a packed batch: per-group means of the token cross entropy,
+  the same numbers as ``maskgit.showo_losses`` on the unpacked batch."""
+  logits = logits.astype(jnp.float32)
+  valid = targets != IGNORE
+  picked = jnp.take_along_axis(logits, jnp.where(valid, targets, 0)[..., None], axis=-1)[..., 0]
+  nll = jnp.where(valid, jax.nn.logsumexp(logits, axis=-1) - picked, 0.0)
+  out = {}
+  for g, name in enumerate(GROUPS):
+    in_g = valid & (group == g)
+    count = in_g.sum()
+    out[f"loss_{name}"] = jnp.where(in_g, nll, 0.0).sum() / jnp.maximum(count, 1)
+    out[f"tokens_{name}"] = count
+  return out
+
+
+def packed_loss(model, batch: PackedBatch, *, t2i_coeff: float = 1.0, lm_coeff: float = 0.1, mmu_coeff: float = 1.0):
+  """``maskgit.showo_loss`` for a :class:`PackedBatch`: ``(loss, metrics)`` with the same keys and values."""
+  from showo_jax import masks as masks_lib
+  out = model(batch.input_ids, mask=masks_lib.MaskSpec(batch.k_start, batch.k_end), positions=batch.positions)
+  m = packed_losses(out.logits, batch.targets, batch.group)
+  loss = t2i_coeff * m["loss_t2i"] + lm_coeff * m["loss_lm"] + mmu_coeff * m["loss_mmu"]
+  return loss, {**m, "loss": loss}
