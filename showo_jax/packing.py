@@ -39,21 +39,25 @@ GROUPS = ("t2i", "lm", "mmu")
 class PackedBatch:
   """Packed rows ``[r, T]``: ids, original positions, key ranges, aligned targets and their loss group
   (0 t2i, 1 lm, 2 mmu, -1 none); ``t2i_image_index [bt, n]`` = flat packed index (``row * T + col``) of each
-  t2i row's image tokens, for corrupting them on device."""
-  input_ids: Int[Array, "r t"]
-  positions: Int[Array, "r t"]
-  k_start: Int[Array, "r t"]
-  k_end: Int[Array, "r t"]
-  targets: Int[Array, "r t"]
-  group: Int[Array, "r t"]
-  t2i_image_index: Int[Array, "bt n"]
+  t2i row's image tokens, for corrupting them on device. :func:`pack` fills it with host (numpy) arrays."""
+  input_ids: Int[Array | np.ndarray, "r t"]
+  positions: Int[Array | np.ndarray, "r t"]
+  k_start: Int[Array | np.ndarray, "r t"]
+  k_end: Int[Array | np.ndarray, "r t"]
+  targets: Int[Array | np.ndarray, "r t"]
+  group: Int[Array | np.ndarray, "r t"]
+  t2i_image_index: Int[Array | np.ndarray, "bt n"] | None
 
 
-def aligned_targets(labels: np.ndarray, counts: tuple[int, int, int], max_seq_length: int):
-  """``(targets, group)`` per original position: the label the logit at that position is scored against."""
+def aligned_targets(labels: np.ndarray, counts: tuple[int, int, int], max_seq_length: int,
+                    global_mmu_rows: int | None = None):
+  """``(targets, group)`` per original position: the label the logit at that position is scored against.
+
+  ``counts`` are the ``(t2i, lm, mmu)`` rows given; ``global_mmu_rows`` (default ``counts[2]``) is the whole
+  batch's, which decides the reference's ``batch_size_mmu == 0`` quirk when one process packs its own rows."""
   b, l = labels.shape
   bt, bl, bm = counts
-  if bm == 0:
+  if (bm if global_mmu_rows is None else global_mmu_rows) == 0:
     raise ValueError("batch_size_mmu == 0 reads every row as MMU too (reference quirk); such a batch is not "
                      "packable")
   if bt + bl + bm != b:
@@ -91,12 +95,15 @@ def kept_tokens(input_ids: np.ndarray, targets: np.ndarray, k_start: np.ndarray,
 
 
 def pack(input_ids, labels, k_start, k_end, *, counts: tuple[int, int, int], max_seq_length: int, pad_id: int,
-         num_vq_tokens: int, rows: int = 1, row_len: int | None = None, multiple: int = 64) -> PackedBatch:
-  """Pack a padded v1 batch (numpy ``[b, L]`` arrays, rows ``[t2i | lm | mmu]``) into ``rows`` packed rows."""
+         num_vq_tokens: int, rows: int = 1, row_len: int | None = None, multiple: int = 64,
+         global_mmu_rows: int | None = None, image_index: bool = True) -> PackedBatch:
+  """Pack a padded v1 batch (numpy ``[b, L]`` arrays, rows ``[t2i | lm | mmu]``) into ``rows`` packed rows.
+
+  ``image_index=False`` leaves ``t2i_image_index`` out (None): for batches whose MTP corruption is done."""
   input_ids, labels = np.asarray(input_ids), np.asarray(labels)
   k_start, k_end = np.asarray(k_start).astype(np.int64), np.asarray(k_end).astype(np.int64)
   b, l = input_ids.shape
-  targets, group = aligned_targets(labels, counts, max_seq_length)
+  targets, group = aligned_targets(labels, counts, max_seq_length, global_mmu_rows)
   keep = kept_tokens(input_ids, targets, k_start, k_end, pad_id)
   lengths = keep.sum(1)
   # First fit, original order: which packed row each source row goes to, and at which offset.
@@ -121,7 +128,7 @@ def pack(input_ids, labels, k_start, k_end, *, counts: tuple[int, int, int], max
   filler = np.arange(t, dtype=np.int32)
   out["k_start"][:] = filler           # filler rows see themselves only
   out["k_end"][:] = filler + 1
-  image_index = np.zeros((counts[0], num_vq_tokens), np.int32)
+  image_rows = np.zeros((counts[0], num_vq_tokens), np.int32)
   for i in range(b):
     r, off = place[i]
     cols = np.nonzero(keep[i])[0]
@@ -138,8 +145,8 @@ def pack(input_ids, labels, k_start, k_end, *, counts: tuple[int, int, int], max
       img = np.arange(s, s + num_vq_tokens)
       if not keep[i, img].all():
         raise ValueError(f"t2i row {i}: an image position is not kept (is it a pad?)")
-      image_index[i] = r * t + off + rank[img]
-  return PackedBatch(**{k: jnp.asarray(v) for k, v in out.items()}, t2i_image_index=jnp.asarray(image_index))
+      image_rows[i] = r * t + off + rank[img]
+  return PackedBatch(**out, t2i_image_index=image_rows if image_index else None)
 
 
 def packed_losses(logits: Float[Array, "r t v"], targets: Int[Array, "r t"], group: Int[Array, "r t"]
@@ -162,6 +169,7 @@ def packed_losses(logits: Float[Array, "r t v"], targets: Int[Array, "r t"], gro
 def packed_loss(model, batch: PackedBatch, *, t2i_coeff: float = 1.0, lm_coeff: float = 0.1, mmu_coeff: float = 1.0):
   """``maskgit.showo_loss`` for a :class:`PackedBatch`: ``(loss, metrics)`` with the same keys and values."""
   from showo_jax import masks as masks_lib
+  batch = jax.tree.map(jnp.asarray, batch)   # host (numpy) batches closed over by a jitted caller
   out = model(batch.input_ids, mask=masks_lib.MaskSpec(batch.k_start, batch.k_end), positions=batch.positions)
   m = packed_losses(out.logits, batch.targets, batch.group)
   loss = t2i_coeff * m["loss_t2i"] + lm_coeff * m["loss_lm"] + mmu_coeff * m["loss_mmu"]

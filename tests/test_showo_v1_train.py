@@ -11,6 +11,7 @@ import pytest
 
 from showo_jax import maskgit, sharding
 from showo_jax import masks as masks_lib
+from showo_jax import packing
 from showo_jax.data import pipeline_v1, prompting_v1
 from showo_jax.train import tasks
 
@@ -207,3 +208,27 @@ def test_one_device_equals_eight_devices(tmp_path):
   eight = _train(c, tmp_path / "eight", num_steps=3)
   assert np.isfinite(one["losses"]).all() and len(one["losses"]) == 3
   np.testing.assert_allclose(eight["losses"], one["losses"], rtol=2e-5)
+
+
+def test_packed_batches_train_like_padded_ones(tmp_path, caplog):
+  """``data.pack_len``: pad-free packed rows give the padded run's losses; a step that does not fit runs
+  padded (logged), so a too-small ``pack_len`` reproduces the padded run exactly."""
+  c = _run_config()
+  padded = _train(c, tmp_path / "padded", num_steps=3)
+  L = c.data.max_seq_length + c.model.num_vq_tokens + 3
+  with c.unlocked():
+    c.data.pack_len = 6 * L            # 8 padded rows of L fit in 6·L once their pads are dropped
+  data = pipeline_v1.build(c)
+  from showo_jax import sharding
+  mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+  batch = data.next_global(mesh, "fsdp")["showo"]
+  assert isinstance(batch, packing.PackedBatch) and batch.input_ids.shape == (1, 6 * L)
+  data.close()
+  packed = _train(c, tmp_path / "packed", num_steps=3)
+  np.testing.assert_allclose(packed["losses"], padded["losses"], rtol=1e-5)
+  with c.unlocked():
+    c.data.pack_len = L
+  with caplog.at_level("WARNING"):
+    fallback = _train(c, tmp_path / "fallback", num_steps=3)
+  assert any("runs padded" in r.message for r in caplog.records)
+  np.testing.assert_array_equal(fallback["losses"], padded["losses"])

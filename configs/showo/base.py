@@ -53,6 +53,7 @@ def build(arg) -> common.ConfigDict:
   c.data = common.ConfigDict(dict(
       tokenizer="phi_1_5", tokenizer_file="", seed=c.seed, resolution=256, max_seq_length=128, shuffle=True,
       num_workers=0, prefetch=2, num_records=1_000_000, procedural_size=256,
+      pack_len=0,   # > 0: pad-free packed rows of this many tokens per batch shard (showo_jax/packing.py)
       image_tokenizer=common.ConfigDict(dict(preset="magvitv2", path="", seed=0)),
       t2i=common.ConfigDict(dict(batch_size=15, source="procedural", path="", cond_dropout_prob=0.1)),
       lm=common.ConfigDict(dict(batch_size=4, source="procedural", path="")),

@@ -29,6 +29,10 @@ Mirrors the data path of ``showlab/Show-o@45a5a2d:training/train.py`` (spec ``sh
 7. **Global arrays**: ``sharding.shard_batch`` (batch axis over the mesh's batch axes) into
    ``{"showo": ShowoBatch(labels, MaskSpec, input_ids, batch_size_*, max_seq_length)}`` (the shared train step
    takes a dict; the ``"showo"`` task unwraps it).
+8. **Packing** (``data.pack_len > 0``, off by default): this process's rows are packed pad-free
+   (``showo_jax/packing.py``) into one row of ``pack_len`` tokens per local batch shard and sent as a
+   ``PackedBatch`` (same losses and gradients, fewer positions). A step whose rows do not fit goes out padded
+   (one more compile, logged once); the packed and padded paths share the state.
 
 The iterator is grain's (``MapDataset.range(0, 2**62).map(HostRows).to_iter_dataset``): its state is the step
 index, checkpointed with the train state by the shared ``Checkpointer``; everything after it is a pure function
@@ -42,13 +46,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from showo_jax import maskgit, sharding
+from showo_jax import maskgit, packing, sharding
 from showo_jax import masks as masks_lib
 from showo_jax.data import prompting_v1, sources, transforms
 
@@ -313,6 +318,11 @@ class V1Data:
     self.min_masking_rate = float(loss.get("min_masking_rate", 0.0))
     kinds = [k for k, _ in host.local]
     self.local_counts = tuple(kinds.count(k) for k in KINDS)
+    self.pack_len = int(d.get("pack_len", 0))
+    self._pack_overflow_logged = False
+    if self.pack_len and info.batch_sizes[2] == 0:
+      raise ValueError("data.pack_len > 0 needs mmu rows: with data.mmu.batch_size == 0 the reference reads "
+                       "every row as MMU as well, which a packed batch cannot express")
 
   def batch_shardings(self, mesh, rules):
     """One sharding for the whole ``ShowoBatch`` (a pytree prefix): every leaf is ``[b, L]``, batch-sharded."""
@@ -360,9 +370,34 @@ class V1Data:
     return {"input_ids": input_ids, "labels": labels, "k_start": np.asarray(ks), "k_end": np.asarray(ke)}
 
   def next_global(self, mesh, rules) -> dict:
-    """``{"showo": ShowoBatch}`` of global arrays (the shared step takes a dict; ``tasks._showo_v1_task`` unwraps)."""
-    g = sharding.shard_batch(self.host_arrays(self.next_host()), mesh, rules)
+    """``{"showo": ShowoBatch | PackedBatch}`` of global arrays (the shared step takes a dict;
+    ``tasks._showo_v1_task`` unwraps)."""
+    host = self.host_arrays(self.next_host())
+    packed = self.pack(host, mesh, rules) if self.pack_len else None
+    if packed is not None:
+      return {"showo": sharding.shard_batch(packed, mesh, rules)}
+    g = sharding.shard_batch(host, mesh, rules)
     return {"showo": self._batch(g["input_ids"], g["labels"], g["k_start"], g["k_end"])}
+
+  def pack(self, host: dict, mesh, rules) -> packing.PackedBatch | None:
+    """This process's rows packed into one ``pack_len`` row per local batch shard, or None if they do not fit."""
+    spec = sharding.batch_sharding(mesh, 2, rules).spec[0]
+    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    shards = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+    rows = max(1, shards // jax.process_count())
+    try:
+      return packing.pack(host["input_ids"], host["labels"], host["k_start"], host["k_end"],
+                          counts=self.local_counts, max_seq_length=self.max_text, pad_id=self.ids.pad,
+                          num_vq_tokens=self.n, rows=rows, row_len=self.pack_len,
+                          global_mmu_rows=self.info.batch_sizes[2], image_index=False)
+    except ValueError as err:
+      if "cannot hold" not in str(err):
+        raise
+      if not self._pack_overflow_logged:
+        self._pack_overflow_logged = True
+        logging.warning("data.pack_len=%d: %s; this step (and any other that does not fit) runs padded",
+                        self.pack_len, err)
+      return None
 
   def close(self) -> None:
     close = getattr(self.iterator, "close", None)

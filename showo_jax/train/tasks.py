@@ -271,8 +271,10 @@ def _showo_v1_task() -> Task:
     if isinstance(batch, dict):        # the shared step's batch is a dict: data/pipeline_v1.py sends {"showo": …}
       batch = batch["showo"]
     get = (lambda k, d: loss_cfg.get(k, d)) if loss_cfg is not None else (lambda k, d: d)
-    return loss_fn(model, batch, t2i_coeff=get("t2i_coeff", 1.0), lm_coeff=get("lm_coeff", 0.1),
-                   mmu_coeff=get("mmu_coeff", 1.0))
+    from showo_jax import packing
+    fn = packing.packed_loss if isinstance(batch, packing.PackedBatch) else loss_fn   # data.pack_len > 0
+    return fn(model, batch, t2i_coeff=get("t2i_coeff", 1.0), lm_coeff=get("lm_coeff", 0.1),
+              mmu_coeff=get("mmu_coeff", 1.0))
 
   return Task("showo", cfg_fn, lambda c, r: showo.Showo(c, rngs=r), loss, uses_latents=False)
 
