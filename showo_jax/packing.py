@@ -28,7 +28,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 IGNORE = -100
 GROUPS = ("t2i", "lm", "mmu")
@@ -94,22 +94,32 @@ def kept_tokens(input_ids: np.ndarray, targets: np.ndarray, k_start: np.ndarray,
     keep = grown
 
 
-def pack(input_ids, labels, k_start, k_end, *, counts: tuple[int, int, int], max_seq_length: int, pad_id: int,
-         num_vq_tokens: int, rows: int = 1, row_len: int | None = None, multiple: int = 64,
-         global_mmu_rows: int | None = None, image_index: bool = True) -> PackedBatch:
-  """Pack a padded v1 batch (numpy ``[b, L]`` arrays, rows ``[t2i | lm | mmu]``) into ``rows`` packed rows.
+@dataclasses.dataclass
+class Plan:
+  """Where every kept token of a padded ``[b, L]`` batch goes in ``rows`` packed rows of ``t`` tokens (numpy).
 
-  ``image_index=False`` leaves ``t2i_image_index`` out (None): for batches whose MTP corruption is done."""
-  input_ids, labels = np.asarray(input_ids), np.asarray(labels)
+  ``src_row, src_col [rows, t]``: source of each packed slot (0 for fillers, ``valid`` False); ``k_start,
+  k_end [rows, t]``: re-indexed key ranges (fillers see themselves); ``dest [b, L]``: flat packed index
+  ``row * t + col`` of each source token, -1 where dropped."""
+  src_row: np.ndarray
+  src_col: np.ndarray
+  valid: np.ndarray
+  k_start: np.ndarray
+  k_end: np.ndarray
+  dest: np.ndarray
+
+
+def plan(keep: np.ndarray, k_start: np.ndarray, k_end: np.ndarray, *, rows: int = 1, row_len: int | None = None,
+         multiple: int = 64) -> Plan:
+  """First-fit placement (original order) of each source row's kept tokens into ``rows`` packed rows.
+
+  ``row_len`` fixes the packed length (``ValueError`` when the rows do not fit); by default it is the longest
+  packed row rounded up to ``multiple``."""
+  b, l = keep.shape
   k_start, k_end = np.asarray(k_start).astype(np.int64), np.asarray(k_end).astype(np.int64)
-  b, l = input_ids.shape
-  targets, group = aligned_targets(labels, counts, max_seq_length, global_mmu_rows)
-  keep = kept_tokens(input_ids, targets, k_start, k_end, pad_id)
   lengths = keep.sum(1)
-  # First fit, original order: which packed row each source row goes to, and at which offset.
   fill = [0] * rows
-  cap = row_len if row_len is not None else -(-int(lengths.sum()) // rows)
-  cap = max(cap, int(lengths.max()))
+  cap = row_len if row_len is not None else max(-(-int(lengths.sum()) // rows), int(lengths.max()))
   place = []
   for n in lengths:
     r = next((i for i in range(rows) if fill[i] + n <= cap), None)
@@ -121,32 +131,44 @@ def pack(input_ids, labels, k_start, k_end, *, counts: tuple[int, int, int], max
     place.append((r, fill[r]))
     fill[r] += int(n)
   t = row_len if row_len is not None else -(-max(fill) // multiple) * multiple
-  out = {k: np.zeros((rows, t), np.int32) for k in ("input_ids", "positions", "k_start", "k_end")}
-  out["input_ids"][:] = pad_id
-  out["targets"] = np.full((rows, t), IGNORE, np.int32)
-  out["group"] = np.full((rows, t), -1, np.int32)
-  filler = np.arange(t, dtype=np.int32)
-  out["k_start"][:] = filler           # filler rows see themselves only
-  out["k_end"][:] = filler + 1
-  image_rows = np.zeros((counts[0], num_vq_tokens), np.int32)
+  filler = np.broadcast_to(np.arange(t, dtype=np.int32), (rows, t))
+  out = Plan(np.zeros((rows, t), np.int32), np.zeros((rows, t), np.int32), np.zeros((rows, t), bool),
+             filler.copy(), filler + 1, np.full((b, l), -1, np.int32))
   for i in range(b):
     r, off = place[i]
     cols = np.nonzero(keep[i])[0]
     new = off + np.arange(len(cols))
     rank = np.cumsum(keep[i]) - 1               # packed offset (within the row's block) of each kept column
-    out["input_ids"][r, new] = input_ids[i, cols]
-    out["positions"][r, new] = cols
-    out["k_start"][r, new] = off + rank[k_start[i, cols]]
-    out["k_end"][r, new] = off + rank[k_end[i, cols] - 1] + 1
-    out["targets"][r, new] = targets[i, cols]
-    out["group"][r, new] = group[i, cols]
-    if i < counts[0]:
-      s = max_seq_length + 2                    # first image position of a t2i row
-      img = np.arange(s, s + num_vq_tokens)
-      if not keep[i, img].all():
-        raise ValueError(f"t2i row {i}: an image position is not kept (is it a pad?)")
-      image_rows[i] = r * t + off + rank[img]
-  return PackedBatch(**out, t2i_image_index=image_rows if image_index else None)
+    out.src_row[r, new], out.src_col[r, new], out.valid[r, new] = i, cols, True
+    # Every key of a kept query's (contiguous) range is kept (kept_tokens' fixpoint), so it stays contiguous.
+    out.k_start[r, new] = off + rank[k_start[i, cols]]
+    out.k_end[r, new] = off + rank[k_end[i, cols] - 1] + 1
+    out.dest[i, cols] = r * t + new
+  return out
+
+
+def pack(input_ids, labels, k_start, k_end, *, counts: tuple[int, int, int], max_seq_length: int, pad_id: int,
+         num_vq_tokens: int, rows: int = 1, row_len: int | None = None, multiple: int = 64,
+         global_mmu_rows: int | None = None, image_index: bool = True) -> PackedBatch:
+  """Pack a padded v1 batch (numpy ``[b, L]`` arrays, rows ``[t2i | lm | mmu]``) into ``rows`` packed rows.
+
+  ``image_index=False`` leaves ``t2i_image_index`` out (None): for batches whose MTP corruption is done."""
+  input_ids, labels = np.asarray(input_ids), np.asarray(labels)
+  k_start, k_end = np.asarray(k_start), np.asarray(k_end)
+  targets, group = aligned_targets(labels, counts, max_seq_length, global_mmu_rows)
+  keep = kept_tokens(input_ids, targets, k_start, k_end, pad_id)
+  pl = plan(keep, k_start, k_end, rows=rows, row_len=row_len, multiple=multiple)
+  take = lambda a, fill: np.where(pl.valid, a[pl.src_row, pl.src_col], fill).astype(np.int32)
+  images = None
+  if image_index:
+    s = max_seq_length + 2                      # first image position of a t2i row
+    images = pl.dest[:counts[0], s:s + num_vq_tokens]
+    if (images < 0).any():
+      raise ValueError("a t2i image position is not kept (is it a pad?)")
+  return PackedBatch(input_ids=take(input_ids, pad_id), positions=take(np.arange(input_ids.shape[1])[None]
+                                                                       .repeat(input_ids.shape[0], 0), 0),
+                     k_start=pl.k_start, k_end=pl.k_end, targets=take(targets, IGNORE), group=take(group, -1),
+                     t2i_image_index=images)
 
 
 def packed_losses(logits: Float[Array, "r t v"], targets: Int[Array, "r t"], group: Int[Array, "r t"]
@@ -174,3 +196,46 @@ def packed_loss(model, batch: PackedBatch, *, t2i_coeff: float = 1.0, lm_coeff: 
   m = packed_losses(out.logits, batch.targets, batch.group)
   loss = t2i_coeff * m["loss_t2i"] + lm_coeff * m["loss_lm"] + mmu_coeff * m["loss_mmu"]
   return loss, {**m, "loss": loss}
+
+
+# --------------------------------------------------------------------------------------- Show-o2: the LLM
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class LLMPack:
+  """Show-o2: the positions of a padded ``[b, L]`` batch the LLM runs on, packed into ``[r, t]`` rows.
+
+  ``index``: flat source position ``row * L + col`` of each packed token (0 for fillers, ``valid`` False);
+  ``positions``: its original column (the RoPE position); ``k_start, k_end``: its key range re-indexed into the
+  packed row. The flow head and the LM head read the LLM output back in the padded layout (:meth:`scatter`),
+  where dropped positions hold zeros: they are pads no kept query attends to and no loss reads."""
+  index: Int[Array | np.ndarray, "r t"]
+  positions: Int[Array | np.ndarray, "r t"]
+  k_start: Int[Array | np.ndarray, "r t"]
+  k_end: Int[Array | np.ndarray, "r t"]
+  valid: Bool[Array | np.ndarray, "r t"]
+
+  def gather(self, x: Float[Array, "b l *d"]) -> Float[Array, "r t *d"]:
+    b, l = x.shape[:2]
+    return x.reshape((b * l,) + x.shape[2:])[jnp.asarray(self.index)]
+
+  def scatter(self, h: Float[Array, "r t *d"], b: int, l: int) -> Float[Array, "b l *d"]:
+    flat = jnp.zeros((b * l,) + h.shape[2:], h.dtype)
+    idx = jnp.where(jnp.asarray(self.valid), jnp.asarray(self.index), b * l)   # fillers: out of range, dropped
+    return flat.at[idx.reshape(-1)].set(h.reshape((-1,) + h.shape[2:]), mode="drop").reshape((b, l) + h.shape[2:])
+
+
+def pack_llm(text_tokens, text_labels, k_start, k_end, *, pad_id: int, rows: int = 1, row_len: int | None = None,
+             multiple: int = 64) -> LLMPack:
+  """Plan the LLM's packed rows for a padded Show-o2 batch (numpy; ``k_start/k_end`` = the LLM mask, e.g.
+  ``masks.omni(modality_positions, L)``). Kept: non-pads, positions whose logit has an NTP target (the
+  shifted label), and every key a kept query reads."""
+  tokens, labels = np.asarray(text_tokens), np.asarray(text_labels)
+  k_start, k_end = np.asarray(k_start), np.asarray(k_end)
+  b, l = tokens.shape
+  targets = np.full((b, l), IGNORE, np.int64)
+  targets[:, :-1] = labels[:, 1:]
+  keep = kept_tokens(tokens, targets, k_start, k_end, pad_id)
+  pl = plan(keep, k_start, k_end, rows=rows, row_len=row_len, multiple=multiple)
+  return LLMPack(index=np.where(pl.valid, pl.src_row * l + pl.src_col, 0).astype(np.int32),
+                 positions=np.where(pl.valid, pl.src_col, 0).astype(np.int32), k_start=pl.k_start,
+                 k_end=pl.k_end, valid=pl.valid)

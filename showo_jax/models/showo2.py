@@ -51,6 +51,7 @@ from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from showo_jax import masks as masks_lib
+from showo_jax import packing
 from showo_jax import rows as rows_lib
 from showo_jax import sharding
 from showo_jax.models import flow_head as fh
@@ -295,7 +296,8 @@ class Showo2(nnx.Module):
                mask: masks_lib.MaskSpec | None = None, cache: Showo2Cache | None = None,
                compute_logits: bool = True, compute_flow: bool | None = None,
                first_frame_as_cond: bool = False, return_intermediates: bool = False,
-               logit_rows: Sequence[int] | None = None, flow_rows: Sequence[int] | None = None) -> Showo2Output:
+               logit_rows: Sequence[int] | None = None, flow_rows: Sequence[int] | None = None,
+               llm_pack: "packing.LLMPack | None" = None) -> Showo2Output:
     """Forward pass; see the module docstring.
 
     Args:
@@ -314,12 +316,14 @@ class Showo2(nnx.Module):
       logit_rows / flow_rows: static batch-row subsets (tuples of ints, ``showo_jax.rows``): the LM head /
         the flow head then run on those rows only, and ``logits`` / ``v_tokens`` / ``v_pred`` hold just them
         (``v_pred`` for their slots, in order). Training uses this to skip rows its losses never read.
+      llm_pack: run the LLM on pad-free packed rows (``showo_jax/packing.py``, its key ranges replace the
+        LLM's ``mask``) and read its output back in the padded layout for the heads (training).
     """
     cfg = self.cfg
     b, l = text_tokens.shape
     compute_flow = (latents is not None or cache is not None) if compute_flow is None else compute_flow
-    if cache is not None and (logit_rows is not None or flow_rows is not None):
-      raise ValueError("logit_rows / flow_rows are for full-sequence (training) calls, not with a cache")
+    if cache is not None and (logit_rows is not None or flow_rows is not None or llm_pack is not None):
+      raise ValueError("logit_rows / flow_rows / llm_pack are for full-sequence (training) calls, not with a cache")
     if cache is not None and not compute_flow:
       raise ValueError("with a Showo2Cache the flow head must run too (compute_flow=True), so that the LLM "
                        "and flow-head caches cover the same positions")
@@ -351,10 +355,18 @@ class Showo2(nnx.Module):
         inter["time_embed_proj_output"] = time_proj
     if inter is not None:
       inter["llm_inputs_embeds"] = embeds
-    out = self.showo(inputs_embeds=embeds, mask=mask, cache=None if cache is None else cache.llm,
-                     compute_logits=compute_logits and logit_rows is None)
-    last = out.last_hidden_state
-    logits = out.logits
+    if llm_pack is not None:
+      out = self.showo(inputs_embeds=llm_pack.gather(embeds), positions=jnp.asarray(llm_pack.positions),
+                       mask=masks_lib.MaskSpec(jnp.asarray(llm_pack.k_start), jnp.asarray(llm_pack.k_end)),
+                       compute_logits=False)
+      last = llm_pack.scatter(out.last_hidden_state, b, l)
+      logits = self.showo.logits(last) if compute_logits and logit_rows is None else None
+    else:
+      out = self.showo(inputs_embeds=embeds, mask=mask, cache=None if cache is None else cache.llm,
+                       compute_logits=compute_logits and logit_rows is None)
+      last = out.last_hidden_state
+      logits = out.logits
+    llm_last = last
     if compute_logits and logit_rows is not None:
       logits = self.showo.logits(rows_lib.take(last, logit_rows)) if len(logit_rows) else None
     if inter is not None:
@@ -400,5 +412,5 @@ class Showo2(nnx.Module):
     new_cache = None
     if cache is not None:
       new_cache = Showo2Cache(out.cache, new_flow if new_flow is not None else cache.flow)
-    return Showo2Output(logits=logits, v_pred=v_pred, v_tokens=v_tokens, last_hidden=out.last_hidden_state,
+    return Showo2Output(logits=logits, v_pred=v_pred, v_tokens=v_tokens, last_hidden=llm_last,
                         cache=new_cache, intermediates=inter)

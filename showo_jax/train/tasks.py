@@ -171,7 +171,9 @@ def _showo2_loss(model, batch, key, loss_cfg, row_types=None):
   all_rows = tuple(range(b))
   flow_rows = rows_lib.flow_rows(row_types, loss_cfg.und_max_t0) if split else all_rows
   ntp_rows = rows_lib.ntp_rows(row_types) if split else all_rows
-  out = model(tokens, xt, t_in, mp, logit_rows=ntp_rows if split else None, flow_rows=flow_rows if split else None)
+  # batch["llm_pack"] (data.pack_len > 0): the LLM runs on pad-free packed rows (showo_jax/packing.py).
+  out = model(tokens, xt, t_in, mp, logit_rows=ntp_rows if split else None, flow_rows=flow_rows if split else None,
+              llm_pack=batch.get("llm_pack"))
   if ntp_rows:
     loss_ntp, ntp_m = losses.ntp_loss(out.logits, rows_lib.take(batch["text_labels"], ntp_rows))
   else:

@@ -87,3 +87,25 @@ def test_subset_outputs_match_full_forward(model):
   np.testing.assert_allclose(sub.logits, full.logits[jnp.asarray([3, 1])], atol=1e-5)
   np.testing.assert_allclose(sub.v_tokens, full.v_tokens[1:2], atol=1e-5)
   np.testing.assert_allclose(sub.v_pred, full.v_pred[1:2], atol=1e-5)
+
+
+@pytest.mark.parametrize("order,split,rows", [((0, 1, 2, 3), True, 1), ((2, 0, 3, 1), False, 2)])
+def test_packed_llm_equals_padded(model, order, split, rows):
+  """``batch["llm_pack"]``: the LLM on pad-free packed rows (``showo_jax/packing.py``) gives the padded
+  batch's loss, metrics and gradients, with and without the row split."""
+  from showo_jax import masks, packing
+  batch, types = _batch(order)
+  spec = masks.omni(batch["modality_positions"], batch["text_tokens"].shape[1])
+  pack = packing.pack_llm(batch["text_tokens"], batch["text_labels"], spec.k_start, spec.k_end, pad_id=fw.PAD,
+                          rows=rows)
+  assert int(pack.valid.sum()) < batch["text_tokens"].size and pack.index.shape[0] == rows
+  cfg = _loss_cfg()
+  rt = types if split else None
+  (loss_a, m_a), g_a = _loss_and_grads(model, batch, cfg, rt)
+  (loss_p, m_p), g_p = _loss_and_grads(model, {**batch, "llm_pack": pack}, cfg, rt)
+  np.testing.assert_allclose(float(loss_p), float(loss_a), rtol=1e-5)
+  for k in m_a:
+    np.testing.assert_allclose(np.asarray(m_p[k]), np.asarray(m_a[k]), rtol=1e-5, atol=1e-7, err_msg=k)
+  scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_a))
+  for a, p in zip(jax.tree.leaves(g_a), jax.tree.leaves(g_p)):
+    np.testing.assert_allclose(np.asarray(p), np.asarray(a), atol=2e-5 * scale, rtol=1e-4)

@@ -21,6 +21,7 @@ from showo_jax.tools import bench
 from showo_jax.tools.bench import Workload
 
 BATCH, SEQ_LEN, TEXT_LENS, ROWS = 4, 256, (60, 120, 100, 180), ("t2i", "t2i", "mmu", "mmu")
+PAD = 2042
 
 
 def bench_config(**policy) -> Showo2Config:
@@ -39,7 +40,7 @@ def bench_config(**policy) -> Showo2Config:
 def batch_layout(n_img_tokens: int = 64, seed: int = 0):
   """Token ids ``[4, 256]`` and ``modality_positions [4, 1, 2]`` of the T2I + MMU training batch."""
   rng = np.random.default_rng(seed)
-  bos, eos, boi, eoi, pad, img = 2038, 2039, 2040, 2041, 2042, 2043
+  bos, eos, boi, eoi, pad, img = 2038, 2039, 2040, 2041, PAD, 2043
   tokens = np.full((BATCH, SEQ_LEN), pad, np.int32)
   mp = np.zeros((BATCH, 1, 2), np.int32)
   for i, (kind, n_text) in enumerate(zip(ROWS, TEXT_LENS)):
