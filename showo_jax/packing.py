@@ -24,6 +24,7 @@ an empty key range is not packable: :func:`pack` raises ``ValueError`` naming th
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,16 +38,19 @@ GROUPS = ("t2i", "lm", "mmu")
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class PackedBatch:
-  """Packed rows ``[r, T]``: ids, original positions, key ranges, aligned targets and their loss group
+  """(Fields are ``[r, T]`` int32 arrays, numpy on the host and ``jax.Array`` on device; typed ``Any`` because
+  jax rebuilds these dataclasses with placeholder leaves when it matches shardings to them.)
+
+  Packed rows ``[r, T]``: ids, original positions, key ranges, aligned targets and their loss group
   (0 t2i, 1 lm, 2 mmu, -1 none); ``t2i_image_index [bt, n]`` = flat packed index (``row * T + col``) of each
   t2i row's image tokens, for corrupting them on device. :func:`pack` fills it with host (numpy) arrays."""
-  input_ids: Int[Array | np.ndarray, "r t"]
-  positions: Int[Array | np.ndarray, "r t"]
-  k_start: Int[Array | np.ndarray, "r t"]
-  k_end: Int[Array | np.ndarray, "r t"]
-  targets: Int[Array | np.ndarray, "r t"]
-  group: Int[Array | np.ndarray, "r t"]
-  t2i_image_index: Int[Array | np.ndarray, "bt n"] | None
+  input_ids: Any
+  positions: Any
+  k_start: Any
+  k_end: Any
+  targets: Any
+  group: Any
+  t2i_image_index: Any
 
 
 def aligned_targets(labels: np.ndarray, counts: tuple[int, int, int], max_seq_length: int,
@@ -202,17 +206,18 @@ def packed_loss(model, batch: PackedBatch, *, t2i_coeff: float = 1.0, lm_coeff: 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class LLMPack:
-  """Show-o2: the positions of a padded ``[b, L]`` batch the LLM runs on, packed into ``[r, t]`` rows.
+  """Show-o2: the positions of a padded ``[b, L]`` batch the LLM runs on, packed into ``[r, t]`` rows (int32,
+  ``valid`` bool; fields typed ``Any`` for the same reason as :class:`PackedBatch`).
 
   ``index``: flat source position ``row * L + col`` of each packed token (0 for fillers, ``valid`` False);
   ``positions``: its original column (the RoPE position); ``k_start, k_end``: its key range re-indexed into the
   packed row. The flow head and the LM head read the LLM output back in the padded layout (:meth:`scatter`),
   where dropped positions hold zeros: they are pads no kept query attends to and no loss reads."""
-  index: Int[Array | np.ndarray, "r t"]
-  positions: Int[Array | np.ndarray, "r t"]
-  k_start: Int[Array | np.ndarray, "r t"]
-  k_end: Int[Array | np.ndarray, "r t"]
-  valid: Bool[Array | np.ndarray, "r t"]
+  index: Any
+  positions: Any
+  k_start: Any
+  k_end: Any
+  valid: Any
 
   def gather(self, x: Float[Array, "b l *d"]) -> Float[Array, "r t *d"]:
     b, l = x.shape[:2]

@@ -31,6 +31,7 @@ def build(arg) -> common.ConfigDict:
   c.optim = common.optim_block(1e-4, schedule="constant_with_warmup", warmup_steps=2000)
   c.data = common.ConfigDict(dict(
       tokenizer="qwen2_5", seed=c.seed, resolution=432, max_seq_length=1024, mixture="concat", shuffle=True,
+      pack_len=0,   # > 0: the LLM runs on pad-free packed rows of this many tokens per batch shard (packing.py)
       num_workers=0, prefetch=2, num_records=1_000_000, procedural_size=64,
       latents=common.ConfigDict(dict(source="vae", vae_path="", vae_preset="wan2_1", vae_dtype="bfloat16",
                                      stochastic=True, patch=4, patch_seed=0)),

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from typing import Any
 
 import jax
@@ -330,11 +331,16 @@ class DataInfo:
 class Data:
   """Checkpointable host iterator + conversion to global device arrays (and on-the-fly VAE encoding)."""
 
-  def __init__(self, iterator, info: DataInfo, vae_encode=None):
+  def __init__(self, iterator, info: DataInfo, vae_encode=None, pack_len: int = 0):
     self.iterator, self.info, self._vae_encode = iterator, info, vae_encode
+    self.pack_len = pack_len
+    self._pack_overflow_logged = False
 
   def batch_shardings(self, mesh, rules) -> dict:
-    return {k: sharding.batch_sharding(mesh, len(v.shape), rules) for k, v in self.info.global_shapes.items()}
+    out = {k: sharding.batch_sharding(mesh, len(v.shape), rules) for k, v in self.info.global_shapes.items()}
+    if self.pack_len:   # a prefix for the LLMPack's [rows, pack_len] leaves (or for None on a padded step)
+      out["llm_pack"] = sharding.batch_sharding(mesh, 2, rules)
+    return out
 
   def next_host(self) -> dict:
     return next(self.iterator)
@@ -345,8 +351,35 @@ class Data:
       raise ValueError("this pipeline reads latents, it has no VAE encoder (data.latents.source != 'vae')")
     return self._vae_encode(pixels, batch_index)
 
+  def llm_pack(self, host: dict, mesh, rules):
+    """``data.pack_len > 0``: the LLM's pad-free packed rows for this process's rows (one ``pack_len`` row per
+    local batch shard, flat indices into the global batch), or None when they do not fit (that step runs
+    padded: one more compile, logged once)."""
+    from showo_jax import masks as masks_lib
+    from showo_jax import packing
+    spec = sharding.batch_sharding(mesh, 2, rules).spec[0]
+    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    rows = max(1, int(np.prod([mesh.shape[a] for a in axes])) // jax.process_count())
+    tokens = np.asarray(host["text_tokens"])
+    ranges = masks_lib.omni(jnp.asarray(host["modality_positions"]), tokens.shape[1])
+    try:
+      pack = packing.pack_llm(tokens, host["text_labels"], np.asarray(ranges.k_start), np.asarray(ranges.k_end),
+                              pad_id=self.info.tokenizer.special.pad, rows=rows, row_len=self.pack_len)
+    except ValueError as err:
+      if "cannot hold" not in str(err):
+        raise
+      if not self._pack_overflow_logged:
+        self._pack_overflow_logged = True
+        logging.warning("data.pack_len=%d: %s; this step (and any other that does not fit) runs padded",
+                        self.pack_len, err)
+      return None
+    offset = jax.process_index() * tokens.shape[0] * tokens.shape[1]   # global flat index of this process's rows
+    return dataclasses.replace(pack, index=np.where(pack.valid, pack.index + offset, 0).astype(np.int32))
+
   def next_global(self, mesh, rules) -> dict:
     host = self.next_host()
+    if self.pack_len:
+      host = {**host, "llm_pack": self.llm_pack(host, mesh, rules)}
     g = sharding.shard_batch(host, mesh, rules)
     if "pixels" in g:
       pixels = g.pop("pixels")
@@ -443,7 +476,13 @@ def build(config, model_cfg=None, *, text_only: bool | None = None, process_inde
   row_types = rows_lib.concat_layout([(s.kind, s.batch_size) for s in streams]) if d.mixture == "concat" else None
   info = DataInfo(B, host.local_batch, L, num_slots, geom, video, tok, global_shapes, tuple(kinds),
                   {s.kind: (s.length, s.batch_size) for s in streams}, row_types)
-  return Data(iterator, info, vae_encode)
+  pack_len = int(d.get("pack_len", 0))
+  if pack_len and text_only:
+    raise ValueError("data.pack_len packs the Show-o2 LLM rows; the text-only family has no use for it")
+  if pack_len and model_cfg is not None and getattr(model_cfg, "visual_attention", "omni") != "omni":
+    raise ValueError("data.pack_len plans the LLM's key ranges from the omni mask; "
+                     f"visual_attention={model_cfg.visual_attention!r} is not supported")
+  return Data(iterator, info, vae_encode, pack_len)
 
 
 class _TextRow:

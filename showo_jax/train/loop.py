@@ -209,7 +209,8 @@ class Trainer:
     c = config_to_json(self.config)
     for k in ("ckpt", "log", "resume", "init", "mesh"):
       c.pop(k, None)
-    c["data"] = {k: v for k, v in c.get("data", {}).items() if k in ("max_seq_length", "resolution", "latents")}
+    c["data"] = {k: v for k, v in c.get("data", {}).items()
+                 if k in ("max_seq_length", "resolution", "latents", "pack_len")}
     if self.config.optim.schedule.name == "cosine":   # the only schedule whose constants depend on it
       c["_total_steps"] = self.total_steps
     c.pop("total_steps", None)

@@ -92,3 +92,27 @@ def test_losses_fall(tmp_path):
   for k, v in out["state"].frozen.items():
     np.testing.assert_array_equal(np.asarray(v), init[k], err_msg=k)
   assert out["origin"] == "scratch"
+
+
+def test_packed_llm_rows_train_like_padded_ones(tmp_path, caplog):
+  """``data.pack_len``: the LLM on pad-free packed rows (one per batch shard) trains like the padded run, on one
+  device and over 8; a step that does not fit runs padded (logged), reproducing the padded run exactly."""
+  c = _config()
+  padded = _run(c, tmp_path / "padded")
+  L = c.data.max_seq_length
+  with c.unlocked():
+    c.data.pack_len = 6 * L                 # 8 rows of L fit in 6·L once their trailing pads are dropped
+  packed = _run(c, tmp_path / "packed")
+  np.testing.assert_allclose(packed["losses"], padded["losses"], rtol=2e-5)
+  with c.unlocked():
+    c.mesh.num_devices, c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 0, 2, 4, 1
+    c.data.pack_len = L                     # one packed row per device, each holding one source row
+  sharded = _run(c, tmp_path / "sharded")
+  np.testing.assert_allclose(sharded["losses"], padded["losses"], rtol=2e-5)
+  with c.unlocked():
+    c.mesh.num_devices, c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 1, 1, 1
+    c.data.pack_len = L // 2
+  with caplog.at_level("WARNING"):
+    fallback = _run(c, tmp_path / "fallback")
+  assert any("runs padded" in r.message for r in caplog.records)
+  np.testing.assert_array_equal(fallback["losses"], padded["losses"])
