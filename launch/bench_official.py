@@ -394,6 +394,17 @@ WORKLOADS = {
 }
 
 
+def serve(run) -> None:
+  """Paired timing: print ``ready``, then for each stdin line run once and print the seconds (``quit`` ends)."""
+  print("ready", flush=True)
+  for line in sys.stdin:
+    if line.strip() == "quit":
+      break
+    t0 = time.perf_counter()
+    run()
+    print(f"{time.perf_counter() - t0:.6f}", flush=True)
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("workload", choices=sorted(WORKLOADS))
@@ -401,6 +412,8 @@ def main() -> None:
   ap.add_argument("--repeats", type=int, default=None, help="timed calls (default: the JSON's repeats)")
   ap.add_argument("--spec", default=None, help="official_cpu.json (default: shared/bench/official_cpu.json)")
   ap.add_argument("--json", default=None, help="also write the result here")
+  ap.add_argument("--serve", action="store_true",
+                  help="after the warm-up, time one call per stdin line and print its seconds (launch/bench_pair.py)")
   args = ap.parse_args()
   spec = load_spec(args.spec)
   ref = spec["workloads"][args.workload]
@@ -416,6 +429,9 @@ def main() -> None:
   t0 = time.perf_counter()
   run()   # warm-up: first-call allocations, lazy inits
   first = time.perf_counter() - t0
+  if args.serve:
+    serve(run)
+    return
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()

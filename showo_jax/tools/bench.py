@@ -120,14 +120,38 @@ def run(name: str, repeats: int = 5) -> dict:
   return result
 
 
+def serve(name: str, sub: str = "main") -> int:
+  """One call per stdin line, its wall seconds printed per line (``quit`` ends); see ``launch/bench_pair.py``."""
+  mod = importlib.import_module(WORKLOADS[name])
+  w = mod.build(name) if "name" in mod.build.__code__.co_varnames else mod.build()
+  if sub != "main":
+    if sub not in (w.sub or {}):
+      raise SystemExit(f"{name} has no sub-workload {sub!r}; known: {sorted(w.sub or {})}")
+    w = w.sub[sub]
+  w.run()
+  print("ready", flush=True)
+  for line in sys.stdin:
+    if line.strip() == "quit":
+      break
+    t0 = time.perf_counter()
+    w.run()
+    print(f"{time.perf_counter() - t0:.6f}", flush=True)
+  return 0
+
+
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description="showo_jax benchmarks")
   ap.add_argument("workload", choices=sorted(WORKLOADS))
   ap.add_argument("--repeats", type=int, default=5)
   ap.add_argument("--json", default=None)
   ap.add_argument("--attention", default="auto", help="attention_impl of the model workloads (auto, xla, ...)")
+  ap.add_argument("--serve", default=None, nargs="?", const="main", metavar="SUB",
+                  help="paired timing (launch/bench_pair.py): warm up the workload (or sub-workload SUB), print "
+                       "'ready', then time one call per stdin line")
   args = ap.parse_args(argv)
   ATTENTION["impl"] = args.attention
+  if args.serve:
+    return serve(args.workload, args.serve)
   res = run(args.workload, args.repeats)
   text = json.dumps(res, indent=1, default=float)
   print(text)
