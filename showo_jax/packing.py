@@ -24,7 +24,8 @@ an empty key range is not packable: :func:`pack` raises ``ValueError`` naming th
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import logging
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -173,6 +174,36 @@ def pack(input_ids, labels, k_start, k_end, *, counts: tuple[int, int, int], max
                                                                        .repeat(input_ids.shape[0], 0), 0),
                      k_start=pl.k_start, k_end=pl.k_end, targets=take(targets, IGNORE), group=take(group, -1),
                      t2i_image_index=images)
+
+
+class Packer:
+  """The ``data.pack_len`` policy both pipelines share: one packed row of ``pack_len`` tokens per batch shard this
+  process feeds, and a padded step (None, logged once) when a batch does not fit."""
+
+  def __init__(self, pack_len: int):
+    self.pack_len = pack_len
+    self._warned = False
+
+  @staticmethod
+  def rows(mesh, rules) -> int:
+    from showo_jax import sharding
+    spec = sharding.batch_sharding(mesh, 2, rules).spec[0]
+    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    shards = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+    return max(1, shards // jax.process_count())
+
+  def __call__(self, build: Callable[[int, int], Any], mesh, rules) -> Any | None:
+    """``build(rows, row_len)``, or None when its rows do not fit (``plan``'s "cannot hold")."""
+    try:
+      return build(self.rows(mesh, rules), self.pack_len)
+    except ValueError as err:
+      if "cannot hold" not in str(err):
+        raise
+      if not self._warned:
+        self._warned = True
+        logging.warning("data.pack_len=%d: %s; this step (and any other that does not fit) runs padded",
+                        self.pack_len, err)
+      return None
 
 
 def packed_losses(logits: Float[Array, "r t v"], targets: Int[Array, "r t"], group: Int[Array, "r t"]

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 from typing import Any
 
 import jax
@@ -334,7 +333,9 @@ class Data:
   def __init__(self, iterator, info: DataInfo, vae_encode=None, pack_len: int = 0):
     self.iterator, self.info, self._vae_encode = iterator, info, vae_encode
     self.pack_len = pack_len
-    self._pack_overflow_logged = False
+    if pack_len:
+      from showo_jax import packing
+      self.packer = packing.Packer(pack_len)
 
   def batch_shardings(self, mesh, rules) -> dict:
     out = {k: sharding.batch_sharding(mesh, len(v.shape), rules) for k, v in self.info.global_shapes.items()}
@@ -357,21 +358,12 @@ class Data:
     padded: one more compile, logged once)."""
     from showo_jax import masks as masks_lib
     from showo_jax import packing
-    spec = sharding.batch_sharding(mesh, 2, rules).spec[0]
-    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
-    rows = max(1, int(np.prod([mesh.shape[a] for a in axes])) // jax.process_count())
     tokens = np.asarray(host["text_tokens"])
     ranges = masks_lib.omni(jnp.asarray(host["modality_positions"]), tokens.shape[1])
-    try:
-      pack = packing.pack_llm(tokens, host["text_labels"], np.asarray(ranges.k_start), np.asarray(ranges.k_end),
-                              pad_id=self.info.tokenizer.special.pad, rows=rows, row_len=self.pack_len)
-    except ValueError as err:
-      if "cannot hold" not in str(err):
-        raise
-      if not self._pack_overflow_logged:
-        self._pack_overflow_logged = True
-        logging.warning("data.pack_len=%d: %s; this step (and any other that does not fit) runs padded",
-                        self.pack_len, err)
+    pack = self.packer(lambda rows, row_len: packing.pack_llm(
+        tokens, host["text_labels"], np.asarray(ranges.k_start), np.asarray(ranges.k_end),
+        pad_id=self.info.tokenizer.special.pad, rows=rows, row_len=row_len), mesh, rules)
+    if pack is None:
       return None
     offset = jax.process_index() * tokens.shape[0] * tokens.shape[1]   # global flat index of this process's rows
     return dataclasses.replace(pack, index=np.where(pack.valid, pack.index + offset, 0).astype(np.int32))

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 from typing import Any, Sequence
 
 import jax
@@ -319,7 +318,7 @@ class V1Data:
     kinds = [k for k, _ in host.local]
     self.local_counts = tuple(kinds.count(k) for k in KINDS)
     self.pack_len = int(d.get("pack_len", 0))
-    self._pack_overflow_logged = False
+    self.packer = packing.Packer(self.pack_len)
     if self.pack_len and info.batch_sizes[2] == 0:
       raise ValueError("data.pack_len > 0 needs mmu rows: with data.mmu.batch_size == 0 the reference reads "
                        "every row as MMU as well, which a packed batch cannot express")
@@ -381,23 +380,10 @@ class V1Data:
 
   def pack(self, host: dict, mesh, rules) -> packing.PackedBatch | None:
     """This process's rows packed into one ``pack_len`` row per local batch shard, or None if they do not fit."""
-    spec = sharding.batch_sharding(mesh, 2, rules).spec[0]
-    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
-    shards = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
-    rows = max(1, shards // jax.process_count())
-    try:
-      return packing.pack(host["input_ids"], host["labels"], host["k_start"], host["k_end"],
-                          counts=self.local_counts, max_seq_length=self.max_text, pad_id=self.ids.pad,
-                          num_vq_tokens=self.n, rows=rows, row_len=self.pack_len,
-                          global_mmu_rows=self.info.batch_sizes[2], image_index=False)
-    except ValueError as err:
-      if "cannot hold" not in str(err):
-        raise
-      if not self._pack_overflow_logged:
-        self._pack_overflow_logged = True
-        logging.warning("data.pack_len=%d: %s; this step (and any other that does not fit) runs padded",
-                        self.pack_len, err)
-      return None
+    return self.packer(lambda rows, row_len: packing.pack(
+        host["input_ids"], host["labels"], host["k_start"], host["k_end"], counts=self.local_counts,
+        max_seq_length=self.max_text, pad_id=self.ids.pad, num_vq_tokens=self.n, rows=rows, row_len=row_len,
+        global_mmu_rows=self.info.batch_sizes[2], image_index=False), mesh, rules)
 
   def close(self) -> None:
     close = getattr(self.iterator, "close", None)

@@ -13,6 +13,8 @@ from showo_jax import attention, masks, sharding
 from showo_jax.data import prompting_v1
 from showo_jax.kernels import cpu_flash
 
+import attention_check   # tests/kernels/attention_check.py
+
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu" or not cpu_flash.available(),
                                 reason=f"CPU kernel unavailable: {cpu_flash.unavailable_reason()}")
 
@@ -24,17 +26,9 @@ def _qkv(b, t, n, kh, e, s=None, seed=0):
           jax.random.normal(ks[2], (b, s, kh, e)))
 
 
-def _check(spec, q, k, v, impl="cpu_flash", atol=5e-6, grad_rtol=1e-5):
-  fn = lambda q, k, v: attention.dot_product_attention(q, k, v, spec, impl=impl)
-  ref = lambda q, k, v: attention.dot_product_attention(q, k, v, spec, impl="xla")
-  np.testing.assert_allclose(jax.jit(fn)(q, k, v), ref(q, k, v), atol=atol)
-  w = jax.random.normal(jax.random.PRNGKey(7), q.shape)
-  loss = lambda f: (lambda q, k, v: (f(q, k, v) * w).sum())
-  got = jax.jit(jax.grad(loss(fn), argnums=(0, 1, 2)))(q, k, v)
-  want = jax.grad(loss(ref), argnums=(0, 1, 2))(q, k, v)
-  for name, a, b in zip("qkv", got, want):
-    err = float(jnp.abs(a - b).max() / jnp.abs(b).max())
-    assert err < grad_rtol, f"d{name}: relative error {err}"
+def _check(spec, q, k, v, impl="cpu_flash"):
+  attention_check.check(lambda q, k, v: attention.dot_product_attention(q, k, v, spec, impl=impl), spec, q, k, v,
+                        atol=5e-6, grad_rtol=1e-5)
 
 
 @pytest.mark.parametrize("b,t,s,n,kh,e", [(2, 37, 37, 4, 2, 64), (3, 70, 100, 4, 4, 16), (1, 5, 9, 2, 1, 128),

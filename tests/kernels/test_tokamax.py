@@ -11,6 +11,8 @@ import pytest
 from showo_jax import attention, masks, sharding
 from showo_jax.kernels import common, tokamax_flash
 
+import attention_check   # tests/kernels/attention_check.py
+
 E = 32
 ON_GPU = jax.default_backend() == "gpu"
 
@@ -22,16 +24,7 @@ def _qkv(b, t, n, kh, s=None, seed=0):
           jax.random.normal(ks[2], (b, s, kh, E)))
 
 
-def _check(fn, spec, q, k, v, atol=2e-5, grad_rtol=2e-5):
-  ref = lambda q, k, v: attention.dot_product_attention(q, k, v, spec, impl="xla")
-  np.testing.assert_allclose(jax.jit(fn)(q, k, v), ref(q, k, v), atol=atol)
-  w = jax.random.normal(jax.random.PRNGKey(7), q.shape)
-  loss = lambda f: (lambda q, k, v: (f(q, k, v) * w).sum())
-  got = jax.jit(jax.grad(loss(fn), argnums=(0, 1, 2)))(q, k, v)
-  want = jax.grad(loss(ref), argnums=(0, 1, 2))(q, k, v)
-  for name, a, b in zip("qkv", got, want):
-    err = float(jnp.abs(a - b).max() / jnp.abs(b).max())
-    assert err < grad_rtol, f"d{name}: relative error {err}"
+_check = attention_check.check
 
 
 OMNI = jnp.array([[[30, 40], [0, 0]], [[10, 20], [50, 30]]])  # one block; two blocks

@@ -48,6 +48,13 @@ def make_batch(cfg: ShowoConfig, rng: np.random.Generator):
   return ids, labels
 
 
+def _update(params, opt_state, tx, loss_fn):
+  """Loss, gradients and the optax update: ``(params, opt_state, metrics)``."""
+  (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state, metrics
+
+
 def make_train_step(cfg: ShowoConfig, graphdef, tx):
   tok = cfg.token_ids
   n = cfg.num_vq_tokens
@@ -67,12 +74,7 @@ def make_train_step(cfg: ShowoConfig, graphdef, tx):
     batch = maskgit.ShowoBatch(labels=labels, mask=mask, input_ids=ids, batch_size_t2i=2, batch_size_lm=1,
                                batch_size_mmu=1, max_seq_length=MAX_SEQ_LENGTH)
 
-    def loss_fn(p):
-      return maskgit.showo_loss(nnx.merge(graphdef, p), batch)
-
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, metrics
+    return _update(params, opt_state, tx, lambda p: maskgit.showo_loss(nnx.merge(graphdef, p), batch))
 
   return train_step
 
@@ -90,12 +92,7 @@ def make_packed_train_step(cfg: ShowoConfig, graphdef, tx):
                                    "input_ids": flat(batch.input_ids).at[idx].set(corrupt).reshape(batch.input_ids.shape),
                                    "targets": flat(batch.targets).at[idx].set(img_labels).reshape(batch.targets.shape)})
 
-    def loss_fn(p):
-      return packing.packed_loss(nnx.merge(graphdef, p), batch)
-
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, metrics
+    return _update(params, opt_state, tx, lambda p: packing.packed_loss(nnx.merge(graphdef, p), batch))
 
   return train_step
 
