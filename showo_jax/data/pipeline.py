@@ -27,6 +27,10 @@ Batch keys: ``text_tokens``, ``text_labels``, ``image_masks`` ``[b, L]``; ``moda
 ``[b·M, (T,) h, w, C]`` float32, or ``pixels`` ``[b·M, (T,) H, W, 3]`` float32 in [-1, 1] when
 ``latents.source = "vae"`` (encoded on the device by :meth:`Data.next_global`, never decoded in the step).
 Every stream of one mixture must agree on ``L``, ``M`` and the latent shape (checked).
+
+``data.pack_len > 0`` adds ``llm_pack`` (:class:`showo_jax.packing.LLMPack`, planned on the host): the LLM
+then runs on pad-free packed rows of ``pack_len`` tokens, one per batch shard (same losses and gradients);
+a batch that does not fit sends ``llm_pack = None`` and runs padded (logged once).
 """
 from __future__ import annotations
 
