@@ -165,7 +165,7 @@ class ShowoBatch:
   max_seq_length: int = 128
 
 
-def _group_ce(logz, logits, labels):
+def group_ce(logz, logits, labels):
   """Sum of NLL and count of valid targets (``labels != -100``)."""
   valid = labels != IGNORE_ID
   tgt = jnp.take_along_axis(logits, jnp.where(valid, labels, 0)[..., None], axis=-1)[..., 0]
@@ -173,7 +173,7 @@ def _group_ce(logz, logits, labels):
   return nll.sum(), valid.sum()
 
 
-def _loss_groups(b: int, batch_size_t2i: int, batch_size_lm: int, batch_size_mmu: int, max_seq_length: int):
+def loss_groups(b: int, batch_size_t2i: int, batch_size_lm: int, batch_size_mmu: int, max_seq_length: int):
   """``name -> (rows, logit positions, label positions)`` of the three loss groups (static slices)."""
   bt, bl, bm = batch_size_t2i, batch_size_lm, batch_size_mmu
   s = max_seq_length + 1
@@ -189,7 +189,7 @@ def _grouped_losses(logits_of, labels, groups) -> dict[str, jax.Array]:
   out = {}
   for name, (rows, lpos, tpos) in groups.items():
     logits = logits_of(rows, lpos).astype(jnp.float32)
-    total, count = _group_ce(jax.nn.logsumexp(logits, axis=-1), logits, labels[rows, tpos])
+    total, count = group_ce(jax.nn.logsumexp(logits, axis=-1), logits, labels[rows, tpos])
     out[f"loss_{name}"] = total / jnp.maximum(count, 1)
     out[f"tokens_{name}"] = count
   return out
@@ -199,7 +199,7 @@ def showo_losses(logits: Float[Array, "b l v"], labels: Int[Array, "b l"], *, ba
                  batch_size_lm: int, batch_size_mmu: int, max_seq_length: int) -> dict[str, jax.Array]:
   """``loss_t2i`` (unshifted over ``[max_seq_length+1:]``), ``loss_lm``, ``loss_mmu`` (shifted), means over
   each group's valid targets (0 for an empty group)."""
-  groups = _loss_groups(logits.shape[0], batch_size_t2i, batch_size_lm, batch_size_mmu, max_seq_length)
+  groups = loss_groups(logits.shape[0], batch_size_t2i, batch_size_lm, batch_size_mmu, max_seq_length)
   return _grouped_losses(lambda rows, pos: logits[rows, pos], labels, groups)
 
 
@@ -214,7 +214,7 @@ def showo_loss(model: Showo, batch: ShowoBatch, *, t2i_coeff: float = 1.0, lm_co
   """
   out = model(batch.input_ids, inputs_embeds=batch.inputs_embeds, mask=batch.mask, compute_logits=False)
   hidden = out.last_hidden_state
-  groups = _loss_groups(hidden.shape[0], batch.batch_size_t2i, batch.batch_size_lm, batch.batch_size_mmu,
+  groups = loss_groups(hidden.shape[0], batch.batch_size_t2i, batch.batch_size_lm, batch.batch_size_mmu,
                         batch.max_seq_length)
 
   def head(rows, pos):
@@ -223,7 +223,11 @@ def showo_loss(model: Showo, batch: ShowoBatch, *, t2i_coeff: float = 1.0, lm_co
       return jnp.zeros(h.shape[:-1] + (model.cfg.vocab_size,), jnp.float32)
     return model.showo.logits(h)
 
-  m = _grouped_losses(head, batch.labels, groups)
+  return weighted_loss(_grouped_losses(head, batch.labels, groups), t2i_coeff, lm_coeff, mmu_coeff)
+
+
+def weighted_loss(m: dict, t2i_coeff: float, lm_coeff: float, mmu_coeff: float):
+  """``(loss, metrics)`` from the per-group losses ``m``: ``t2i·loss_t2i + lm·loss_lm + mmu·loss_mmu``."""
   loss = t2i_coeff * m["loss_t2i"] + lm_coeff * m["loss_lm"] + mmu_coeff * m["loss_mmu"]
   return loss, {**m, "loss": loss}
 

@@ -1,4 +1,7 @@
-"""Pad-free packing of Show-o v1 training batches (host side, numpy): same losses and gradients, fewer tokens.
+"""Pad-free packing of training batches (host side, numpy): same losses and gradients, fewer tokens.
+
+Show-o v1 packs the whole step (:func:`pack`, :func:`packed_loss`); Show-o2 packs its LLM (:func:`pack_llm`,
+:class:`LLMPack`, read back in the padded layout by the heads). Both use :func:`kept_tokens` and :func:`plan`.
 
 A v1 batch is ``[t2i | lm | mmu]`` rows of one length ``L``, padded: left padding in the t2i text window,
 right padding after lm and mmu text. In the official step every pad position runs through every layer and the
@@ -32,7 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-IGNORE = -100
+from showo_jax import maskgit
+
+IGNORE = maskgit.IGNORE_ID
 GROUPS = ("t2i", "lm", "mmu")
 
 
@@ -69,12 +74,10 @@ def aligned_targets(labels: np.ndarray, counts: tuple[int, int, int], max_seq_le
     raise ValueError(f"row counts {counts} do not add up to the batch size {b}")
   targets = np.full((b, l), IGNORE, np.int64)
   group = np.full((b, l), -1, np.int64)
-  s = max_seq_length + 1
-  targets[:bt, s:] = labels[:bt, s:]
-  group[:bt, s:] = 0
-  targets[bt:, :-1] = labels[bt:, 1:]
-  group[bt:bt + bl, :-1] = 1
-  group[bt + bl:, :-1] = 2
+  # The loss's own group layout (rows, logit positions, label positions), written per logit position.
+  for g, (rows, lpos, tpos) in enumerate(maskgit.loss_groups(b, bt, bl, bm, max_seq_length).values()):
+    targets[rows, lpos] = labels[rows, tpos]
+    group[rows, lpos] = g
   group = np.where(targets == IGNORE, -1, group)
   return targets, group
 
@@ -211,14 +214,11 @@ def packed_losses(logits: Float[Array, "r t v"], targets: Int[Array, "r t"], gro
   """``loss_{t2i,lm,mmu}`` and ``tokens_*`` of a packed batch: per-group means of the token cross entropy,
   the same numbers as ``maskgit.showo_losses`` on the unpacked batch."""
   logits = logits.astype(jnp.float32)
-  valid = targets != IGNORE
-  picked = jnp.take_along_axis(logits, jnp.where(valid, targets, 0)[..., None], axis=-1)[..., 0]
-  nll = jnp.where(valid, jax.nn.logsumexp(logits, axis=-1) - picked, 0.0)
+  logz = jax.nn.logsumexp(logits, axis=-1)
   out = {}
   for g, name in enumerate(GROUPS):
-    in_g = valid & (group == g)
-    count = in_g.sum()
-    out[f"loss_{name}"] = jnp.where(in_g, nll, 0.0).sum() / jnp.maximum(count, 1)
+    total, count = maskgit.group_ce(logz, logits, jnp.where(group == g, targets, IGNORE))
+    out[f"loss_{name}"] = total / jnp.maximum(count, 1)
     out[f"tokens_{name}"] = count
   return out
 
@@ -228,9 +228,7 @@ def packed_loss(model, batch: PackedBatch, *, t2i_coeff: float = 1.0, lm_coeff: 
   from showo_jax import masks as masks_lib
   batch = jax.tree.map(jnp.asarray, batch)   # host (numpy) batches closed over by a jitted caller
   out = model(batch.input_ids, mask=masks_lib.MaskSpec(batch.k_start, batch.k_end), positions=batch.positions)
-  m = packed_losses(out.logits, batch.targets, batch.group)
-  loss = t2i_coeff * m["loss_t2i"] + lm_coeff * m["loss_lm"] + mmu_coeff * m["loss_mmu"]
-  return loss, {**m, "loss": loss}
+  return maskgit.weighted_loss(packed_losses(out.logits, batch.targets, batch.group), t2i_coeff, lm_coeff, mmu_coeff)
 
 
 # --------------------------------------------------------------------------------------- Show-o2: the LLM

@@ -97,12 +97,16 @@ def _cpu_flash_state() -> str:
   return "available" if cpu_flash.available() else cpu_flash.unavailable_reason()
 
 
-def run(name: str, repeats: int = 5) -> dict:
+def _build(name: str) -> Workload:
   if name not in WORKLOADS:
     raise SystemExit(f"unknown workload {name!r}; known: {sorted(WORKLOADS)}")
-  import jax
   mod = importlib.import_module(WORKLOADS[name])
-  w = mod.build(name) if "name" in mod.build.__code__.co_varnames else mod.build()
+  return mod.build(name) if "name" in mod.build.__code__.co_varnames else mod.build()
+
+
+def run(name: str, repeats: int = 5) -> dict:
+  import jax
+  w = _build(name)
   result = {"workload": name, "backend": jax.default_backend(), "devices": jax.device_count(),
             "attention_impl": ATTENTION["impl"], "cpu_flash": _cpu_flash_state(),
             "jax": jax.__version__, "python": platform.python_version(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -122,8 +126,7 @@ def run(name: str, repeats: int = 5) -> dict:
 
 def serve(name: str, sub: str = "main") -> int:
   """One call per stdin line, its wall seconds printed per line (``quit`` ends); see ``launch/bench_pair.py``."""
-  mod = importlib.import_module(WORKLOADS[name])
-  w = mod.build(name) if "name" in mod.build.__code__.co_varnames else mod.build()
+  w = _build(name)
   if sub != "main":
     if sub not in (w.sub or {}):
       raise SystemExit(f"{name} has no sub-workload {sub!r}; known: {sorted(w.sub or {})}")
