@@ -164,6 +164,40 @@ def test_upsample_subpixel_equals_repeat_then_conv(micro):
   np.testing.assert_allclose(fast, reference, atol=2e-5)
 
 
+@pytest.mark.parametrize("spatial", [3, 1])
+def test_temporal_winograd_equals_a_3d_conv(spatial):
+  """CausalConv3d (Winograd and direct) against one textbook 3-D conv over ``[history or zeros, x]``.
+
+  Covers every frame count the chunk schedules meet (1, 2, 4; odd counts and the zero-history start of the
+  closed form), with a cached history and without; ``spatial=1`` is the upsample3d time conv.
+  """
+  ci, co = 5, 6
+  pad = (spatial - 1) // 2
+  convs = {alg: wan_vae.CausalConv3d(ci, co, (3, spatial, spatial), padding=(1, pad, pad), temporal_conv=alg,
+                                     rngs=nnx.Rngs(3)) for alg in ("winograd", "direct")}
+  kernel, bias = convs["direct"].kernel[...], convs["direct"].bias[...]
+  rng = np.random.default_rng(4)
+
+  def textbook(x, hist):
+    xc = jnp.concatenate([hist, x], axis=1)
+    y = jax.lax.conv_general_dilated(xc, kernel, (1, 1, 1), ((0, 0), (pad, pad), (pad, pad)),
+                                     dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+                                     precision=jax.lax.Precision.HIGHEST)
+    return y + bias
+
+  for t in (1, 2, 3, 4, 5, 9):
+    x = jnp.asarray(rng.normal(size=(2, t, 7, 6, ci)).astype(np.float32))
+    hist = jnp.asarray(rng.normal(size=(2, wan_vae.CACHE_T, 7, 6, ci)).astype(np.float32))
+    for alg, conv in convs.items():
+      cache = wan_vae.FeatCache([hist])
+      np.testing.assert_allclose(conv(x, cache), textbook(x, hist), atol=2e-5, err_msg=f"{alg} t={t} cached")
+      np.testing.assert_array_equal(cache.new[0], jnp.concatenate([hist, x], axis=1)[:, -wan_vae.CACHE_T:])
+      np.testing.assert_allclose(conv(x), textbook(x, jnp.zeros_like(hist)), atol=2e-5,
+                                 err_msg=f"{alg} t={t} zero history")
+  with pytest.raises(ValueError, match="temporal_conv"):
+    WanVAEConfig.tiny(temporal_conv="fft")
+
+
 def test_real_size_names_and_shapes_match_manifest(manifests_dir):
   model = nnx.eval_shape(lambda: WanVAE(WanVAEConfig.wan2_1(), rngs=nnx.Rngs(0)))
   ours = common.flat_shapes(model)
