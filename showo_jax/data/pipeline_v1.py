@@ -318,7 +318,7 @@ class V1Data:
     kinds = [k for k, _ in host.local]
     self.local_counts = tuple(kinds.count(k) for k in KINDS)
     self.pack_len = int(d.get("pack_len", 0))
-    self.packer = packing.Packer(self.pack_len)
+    self.packer = packing.Packer(self.pack_len) if self.pack_len else None
     if self.pack_len and info.batch_sizes[2] == 0:
       raise ValueError("data.pack_len > 0 needs mmu rows: with data.mmu.batch_size == 0 the reference reads "
                        "every row as MMU as well, which a packed batch cannot express")
